@@ -1,0 +1,33 @@
+# The two commands of the README: `make serve` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/dev.toml
+
+.PHONY: serve test lint bench clean venv
+
+$(BIN)/mailgate: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/mailgate
+
+serve: $(BIN)/mailgate
+	MAILGATE_CONFIG=$(CONFIG) $(BIN)/mailgate db upgrade
+	MAILGATE_CONFIG=$(CONFIG) $(BIN)/mailgate serve
+
+lint: $(BIN)/mailgate
+	$(BIN)/ruff check mailgate tests bench alembic
+	$(BIN)/ruff format --check mailgate tests bench alembic
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(BIN)/mailgate
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

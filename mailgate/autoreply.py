@@ -1,0 +1,308 @@
+"""Is this mail from a person?  ``classify`` answers for ``pipeline.process``.
+
+Pure: reads a ``ParsedMessage`` (and, for non-standard bounces, the raw bytes) and
+returns a ``Classification``: ``bounce``, ``autoreply``, ``list``, ``other`` or
+``human``, with the codes of every rule that hit in ``reasons`` so each decision can
+be explained.  ``policy`` never answers anything but ``human`` mail (RFC 3834 and
+THREATS.md, "Auto-replies and loops").
+
+Kinds, strongest first: a bounce (a delivery status notification) beats an automatic
+reply, which beats a mailing list, which beats ``other`` (bulk/junk precedence, our
+own mail coming back, no-reply senders).  Some reasons are informational only and
+never change the kind (``x-ms-exchange-inbox-rules-loop``, see ``_INFORMATIONAL``).
+
+Bounce details come from the RFC 3464 ``message/delivery-status`` text when there is
+one; otherwise from flufl.bounce's detectors (GNU Mailman's collection for Exchange,
+Exim, qmail … formats) run on the raw bytes, and from a regex over the body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import re
+from collections.abc import Iterable
+
+from flufl.bounce import all_failures
+
+from mailgate.message import Bounce, Classification, Kind, ParsedMessage
+
+_BOUNCE_SUBJECT = re.compile(
+    r"undelivered\s+mail|delivery\s+status\s+notification|mail\s+delivery\s+fail"
+    r"|undeliverable|undelivered|returned\s+mail|failure\s+notice|delivery\s+failure"
+    r"|delivery\s+has\s+failed|could\s+not\s+be\s+delivered|delayed\s+mail"
+    r"|unzustellbar|nicht\s+zustellbar|nedoručiteľn|nedoručiteln|niedostarczaln"
+    r"|nie\s+dostarczono|не\s+доставлено|недоставленное|не\s+удалось\s+доставить",
+    re.IGNORECASE,
+)
+# Anchored at the start: "Autoreply not working" is a customer's question, not an
+# automatic reply, but "Automatic reply: <original subject>" is Exchange's prefix.
+_AUTOREPLY_SUBJECT = re.compile(
+    r"^\s*(?:"
+    r"automatic\s+reply|auto[\s-]?reply|auto[\s-]?response|out\s+of\s+(?:the\s+)?office"
+    r"(?:\s+auto[\s-]?reply)?|abwesenheitsnotiz|automatische\s+antwort"
+    r"|odpowied[źz]\s+automatyczna|automatyczna\s+odpowied[źz]|nieobecno[śs][ćc]"
+    r"|automatick[áa]\s+odpove[ďd]|automatick[áa]\s+odpov[ěe]ď|mimo\s+kancel[áa]ri[ea]"
+    r"|mimo\s+kancel[áa][řr]|автоответ|автоматический\s+ответ|нет\s+на\s+месте"
+    r")(?:\s*[:\-–(]|\s*$)",
+    re.IGNORECASE,
+)
+_NOREPLY_LOCAL = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer[-_.]?daemon)(?:[-+._].*)?$", re.IGNORECASE
+)
+_DAEMON_LOCALS = frozenset({"mailer-daemon", "postmaster", "mailer_daemon"})
+_AUTOREPLY_FLAGS = ("x-autoreply", "x-autorespond", "x-autoreply-from", "x-mail-autoreply")
+_SUPPRESS_TOKENS = frozenset({"all", "autoreply", "oof"})
+# Exchange stamps this on mail an inbox rule acted on: rule auto-replies, but also
+# rule forwards/redirects of a person's mail, so on its own it decides nothing.
+_INFORMATIONAL = frozenset({"x-ms-exchange-inbox-rules-loop"})
+
+_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+_ADDRESS = r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+\.[^\s<>\"'(),;:\[\]]+"
+# "550 5.1.1 <user@example.com>: Recipient address rejected" and the like.
+_SMTP_REJECT = re.compile(
+    rf"\b[45]\d\d[\s-]+(?:[45]\.\d{{1,3}}\.\d{{1,3}}\s+)?[^\n<]*<({_ADDRESS})>"
+)
+# Postfix "<user@example.com>: host … said: …", Exim's indented address alone on its
+# line, old Exchange "user@example.com on <date>".
+_LINE_ADDRESS = re.compile(rf"^\s*<?({_ADDRESS})>?\s*(?::|$|\s+on\s)", re.MULTILINE)
+
+
+def classify(
+    msg: ParsedMessage,
+    envelope_from: str | None,
+    own_addresses: frozenset[str] = frozenset(),
+    own_message_id_domains: frozenset[str] = frozenset(),
+    *,
+    raw: bytes | None = None,
+) -> Classification:
+    """Classify one parsed message; never raises.
+
+    ``envelope_from`` is the SMTP MAIL FROM (``""`` or ``"<>"`` for the null sender);
+    ``None`` when unknown (IMAP), in which case the Return-Path header stands in.
+    ``raw`` is optional and only read for bounces without a delivery-status part, to
+    let flufl.bounce's format detectors find the failed recipients.
+    """
+    headers = _index(msg.headers)
+    sender = _envelope_sender(envelope_from, headers)
+    from_address = msg.from_.address if msg.from_ else ""
+
+    bounce_reasons = _bounce_reasons(msg, sender, from_address)
+    auto_reasons = _autoreply_reasons(msg, headers, sender, bool(bounce_reasons))
+    list_reasons = _list_reasons(headers)
+    other_reasons = _other_reasons(
+        msg, headers, sender, from_address, own_addresses, own_message_id_domains
+    )
+    reasons = (*bounce_reasons, *auto_reasons, *list_reasons, *other_reasons)
+
+    kind: Kind = "human"
+    bounce = None
+    if bounce_reasons:
+        kind = "bounce"
+        bounce = _bounce_details(msg, raw, own_addresses)
+    elif any(r not in _INFORMATIONAL for r in auto_reasons):
+        kind = "autoreply"
+    elif list_reasons:
+        kind = "list"
+    elif other_reasons:
+        kind = "other"
+    return Classification(kind=kind, reasons=reasons, bounce=bounce)
+
+
+def _index(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for name, value in headers:
+        index.setdefault(name, []).append(value)
+    return index
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def _envelope_sender(envelope_from: str | None, headers: dict[str, list[str]]) -> str | None:
+    """The reverse path without brackets; ``""`` is the null sender, None unknown."""
+    value = envelope_from if envelope_from is not None else _first(headers, "return-path")
+    if value is None:
+        return None
+    return value.strip().strip("<>").strip()
+
+
+def _local(address: str) -> str:
+    return address.rpartition("@")[0].lower() if "@" in address else address.lower()
+
+
+def _bounce_reasons(msg: ParsedMessage, sender: str | None, from_address: str) -> list[str]:
+    if msg.content_type == "multipart/report" and msg.delivery_status is not None:
+        return ["dsn:delivery-status"]
+    if not _BOUNCE_SUBJECT.search(msg.subject):
+        return []
+    if sender == "":
+        return ["envelope:null", "subject:bounce"]
+    if sender is not None and _local(sender) in _DAEMON_LOCALS:
+        return ["envelope:mailer-daemon", "subject:bounce"]
+    if _local(from_address) in _DAEMON_LOCALS:
+        return ["from:mailer-daemon", "subject:bounce"]
+    return []
+
+
+def _autoreply_reasons(
+    msg: ParsedMessage, headers: dict[str, list[str]], sender: str | None, bounce: bool
+) -> list[str]:
+    reasons = []
+    auto_submitted = _first(headers, "auto-submitted")
+    if auto_submitted is not None:
+        # The keyword may carry parameters or a comment: "auto-replied (vacation)".
+        keyword = re.split(r"[\s;(]", auto_submitted.strip(), maxsplit=1)[0].lower()
+        if keyword != "no":  # RFC 3834 5.1: anything but "no" is automatic
+            reasons.append(f"auto-submitted:{keyword or 'empty'}")
+    reasons.extend(flag for flag in _AUTOREPLY_FLAGS if flag in headers)
+    suppress = _first(headers, "x-auto-response-suppress")
+    if suppress is not None:
+        tokens = {t.strip().lower() for t in suppress.split(",")}
+        reasons.extend(f"x-auto-response-suppress:{t}" for t in sorted(tokens & _SUPPRESS_TOKENS))
+    if (_first(headers, "precedence") or "").strip().lower() == "auto_reply":
+        reasons.append("precedence:auto_reply")
+    if _AUTOREPLY_SUBJECT.search(msg.subject):
+        reasons.append("subject:autoreply")
+    if msg.content_type == "multipart/report" and msg.delivery_status is None:
+        reasons.append("report:not-dsn")  # read receipts (RFC 8098), feedback reports
+    if sender == "" and not bounce:
+        reasons.append("envelope:null")
+    if "x-ms-exchange-inbox-rules-loop" in headers:
+        reasons.append("x-ms-exchange-inbox-rules-loop")
+    return reasons
+
+
+def _list_reasons(headers: dict[str, list[str]]) -> list[str]:
+    reasons: list[str] = [n for n in ("list-id", "list-unsubscribe", "list-post") if n in headers]
+    if (_first(headers, "precedence") or "").strip().lower() == "list":
+        reasons.append("precedence:list")
+    return reasons
+
+
+def _other_reasons(
+    msg: ParsedMessage,
+    headers: dict[str, list[str]],
+    sender: str | None,
+    from_address: str,
+    own_addresses: frozenset[str],
+    own_message_id_domains: frozenset[str],
+) -> list[str]:
+    reasons = []
+    precedence = (_first(headers, "precedence") or "").strip().lower()
+    if precedence in ("bulk", "junk"):
+        reasons.append(f"precedence:{precedence}")
+    if from_address and from_address.lower() in {a.lower() for a in own_addresses}:
+        reasons.append("own:from")
+    # Our outgoing Message-IDs carry our domain; a customer's reply has its own id
+    # (ours is then only in In-Reply-To/References), so this finds our mail looping.
+    if msg.message_id and "@" in msg.message_id:
+        domain = msg.message_id.rpartition("@")[2].lower()
+        if domain in {d.lower() for d in own_message_id_domains}:
+            reasons.append("own:message-id")
+    if _NOREPLY_LOCAL.match(_local(from_address)) or (
+        sender and _NOREPLY_LOCAL.match(_local(sender))
+    ):
+        reasons.append("sender:noreply")
+    return reasons
+
+
+# --------------------------------------------------------------------------- bounces
+
+
+def _bounce_details(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) -> Bounce:
+    if msg.delivery_status is not None:
+        parsed = parse_delivery_status(msg.delivery_status)
+        if parsed.recipients:
+            return parsed
+    return _guess_bounce(msg, raw, own)
+
+
+def parse_delivery_status(text: str) -> Bounce:
+    """Per-recipient fields of an RFC 3464 delivery-status body.
+
+    Lists every recipient (Original-Recipient when given, as that is the address we
+    sent to, else Final-Recipient); status and action are those of the first
+    recipient whose action is "failed", else of the first recipient.
+    """
+    recipients: list[str] = []
+    chosen: tuple[str | None, str | None] | None = None
+    first: tuple[str | None, str | None] | None = None
+    unfolded = re.sub(r"\r?\n[ \t]+", " ", text.replace("\r\n", "\n"))
+    for block in re.split(r"\n\s*\n", unfolded):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            name, colon, value = line.partition(":")
+            if colon:
+                fields.setdefault(name.strip().lower(), value.strip())
+        address = _dsn_address(fields.get("original-recipient")) or _dsn_address(
+            fields.get("final-recipient")
+        )
+        if address is None:
+            continue  # the per-message block, or junk
+        recipients.append(address)
+        status_match = _STATUS.search(fields.get("status", ""))
+        status = status_match.group(1) if status_match else None
+        action = fields.get("action", "").split()[0].lower() if fields.get("action") else None
+        first = first or (status, action)
+        if chosen is None and action == "failed":
+            chosen = (status, action)
+    status, action = chosen or first or (None, None)
+    return Bounce(tuple(dict.fromkeys(recipients)), status, action)
+
+
+def _dsn_address(value: str | None) -> str | None:
+    """``rfc822; User@Example.COM`` → ``User@example.com``."""
+    if not value:
+        return None
+    address = value.partition(";")[2] if ";" in value else value
+    address = address.strip().strip("<>").strip()
+    if "@" not in address or any(ch.isspace() for ch in address):
+        return None
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def _guess_bounce(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) -> Bounce:
+    """Non-standard bounce: flufl.bounce on the raw bytes, then a body regex."""
+    permanent: list[str] = []
+    temporary: list[str] = []
+    if raw is not None:
+        # Heuristic third-party detectors on hostile input: a crash in one of them
+        # must cost us the guess, not the message.
+        with contextlib.suppress(Exception):
+            temp, perm = all_failures(email.message_from_bytes(raw))
+            temporary = sorted(a.decode("ascii", "replace") for a in temp)
+            permanent = sorted(a.decode("ascii", "replace") for a in perm)
+    found = [*permanent, *temporary] or _addresses_in_body(msg.body_text)
+    skip = {a.lower() for a in own}
+    recipients = tuple(
+        dict.fromkeys(
+            _normalize(a)
+            for a in found
+            if a.lower() not in skip and _local(a) not in _DAEMON_LOCALS
+        )
+    )
+    status_match = _STATUS.search(msg.body_text)
+    status = status_match.group(1) if status_match else None
+    if permanent:
+        action: str | None = "failed"
+    elif temporary:
+        action = "delayed"
+    elif status:
+        action = "failed" if status.startswith("5") else "delayed"
+    else:
+        action = None
+    return Bounce(recipients, status, action)
+
+
+def _addresses_in_body(text: str) -> list[str]:
+    sample = text[:20000]  # the diagnostic is at the top; the returned mail follows
+    return [*_SMTP_REJECT.findall(sample), *_LINE_ADDRESS.findall(sample)]
+
+
+def _normalize(address: str) -> str:
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    return f"{local}@{domain.lower()}"

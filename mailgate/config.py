@@ -1,0 +1,298 @@
+"""Settings: one frozen, typed object built once at start-up and passed explicitly.
+
+Sources, later wins: the built-in defaults below, one TOML file, then environment
+variables named ``MAILGATE_<SECTION>__<KEY>`` (``MAILGATE_SMTP__LISTEN=127.0.0.1:2525``).
+Every problem found is collected and raised together as one ``ConfigError`` so an admin
+fixes the file in one pass.  ``config/mailgate.example.toml`` documents every key; a
+test proves it names exactly the keys defined here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from mailgate.errors import ConfigError
+
+ENV_PREFIX = "MAILGATE_"
+QUEUES_DEFAULT = {
+    "support@helpdesk.example": "technical",
+    "billing@helpdesk.example": "billing",
+    "abuse@helpdesk.example": "abuse",
+}
+_ADDRESS_RE = re.compile(r"^[^@\s<>\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///var/mailgate.db"
+    busy_timeout_ms: int = 5000
+    connect_timeout: int = 5
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    listen: str = ""  # "host:port"; empty disables the listener
+    hostname: str = "mailgate.localhost"
+    max_message_size: int = 26_214_400
+    max_recipients: int = 50
+    timeout: int = 300
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    listen: str = "127.0.0.1:2580"
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    relay: str = ""  # "host:port"; empty: deliver into the Maildir below
+    maildir: str = "var/sent"
+    tls: str = "none"  # none | starttls | implicit
+    username: str = ""
+    password_env: str = ""
+    timeout: int = 30
+    retry_base_seconds: int = 60
+    retry_max_seconds: int = 3600
+    lifetime_hours: int = 120
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    max_attempts: int = 5
+    retry_base_seconds: int = 30
+    lease_seconds: int = 300
+    max_header_bytes: int = 102_400
+    max_mime_depth: int = 20
+    sweep_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class HelpdeskSettings:
+    name: str = "Helpdesk"
+    default_language: str = "en"
+    subject_tag: str = "[#{number}]"
+    queues: Mapping[str, str] = field(default_factory=lambda: dict(QUEUES_DEFAULT))
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "text"  # text | json
+
+
+@dataclass(frozen=True)
+class TemplateSettings:
+    directory: str = ""  # empty: the templates/ folder shipped beside the package
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    smtp: ListenerSettings = field(
+        default_factory=lambda: ListenerSettings(listen="127.0.0.1:2525")
+    )
+    lmtp: ListenerSettings = field(default_factory=ListenerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    helpdesk: HelpdeskSettings = field(default_factory=HelpdeskSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    templates: TemplateSettings = field(default_factory=TemplateSettings)
+
+    def queue_for(self, address: str) -> str | None:
+        """The queue a recipient address feeds, accepting ``local+tag@domain`` forms."""
+        local, _, domain = address.lower().rpartition("@")
+        base = local.split("+", 1)[0]
+        queues = {a.lower(): q for a, q in self.helpdesk.queues.items()}
+        return queues.get(f"{base}@{domain}")
+
+    @property
+    def template_dir(self) -> Path:
+        if self.templates.directory:
+            return Path(self.templates.directory)
+        return Path(__file__).resolve().parent.parent / "templates"
+
+
+def section_types() -> dict[str, type]:
+    """Section name → dataclass type, read from ``Settings``' annotations."""
+    hints = get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from defaults, the TOML file at ``path`` and the environment."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            problems.append(f"config file {path} does not exist")
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"config file {path} is not valid TOML: {exc}")
+    return build(data, environ, problems)
+
+
+def build(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    problems: list[str] | None = None,
+) -> Settings:
+    """Validate a parsed TOML mapping plus environment overrides into ``Settings``."""
+    problems = [] if problems is None else problems
+    merged: dict[str, dict[str, Any]] = {}
+    sections = section_types()
+    for name, value in data.items():
+        if name not in sections:
+            problems.append(f"unknown section [{name}]")
+        elif not isinstance(value, dict):
+            problems.append(f"[{name}] must be a table")
+        else:
+            merged[name] = dict(value)
+    for key, raw in (environ or {}).items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, option = key[len(ENV_PREFIX) :].lower().partition("__")
+        if section in ("config", "test"):  # MAILGATE_CONFIG names the file itself
+            continue
+        if section not in sections:
+            problems.append(f"environment variable {key}: unknown section {section!r}")
+            continue
+        merged.setdefault(section, {})[option] = _EnvValue(raw)
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        built[name] = _build_section(name, cls, merged.get(name, {}), problems)
+    if not problems:
+        settings = Settings(**built)
+        problems.extend(_cross_checks(settings, environ or {}))
+        if not problems:
+            return settings
+    raise ConfigError(problems)
+
+
+@dataclass(frozen=True)
+class _EnvValue:
+    """A string from the environment, coerced to the type of the key it overrides."""
+
+    text: str
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], problems: list[str]) -> Any:
+    default = _default_section(name)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            problems.append(f"[{name}] unknown key {key!r}")
+            continue
+        current = getattr(default, key)
+        coerced = _coerce(f"{name}.{key}", current, value, problems)
+        if coerced is not None:
+            kwargs[key] = coerced
+    return dataclasses.replace(default, **kwargs)
+
+
+def _default_section(name: str) -> Any:
+    return getattr(Settings(), name)
+
+
+def _coerce(where: str, default: Any, value: Any, problems: list[str]) -> Any:
+    if isinstance(value, _EnvValue):
+        text = value.text
+        if isinstance(default, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            problems.append(f"{where}: {text!r} is not a boolean")
+            return None
+        if isinstance(default, int):
+            try:
+                return int(text)
+            except ValueError:
+                problems.append(f"{where}: {text!r} is not an integer")
+                return None
+        if isinstance(default, Mapping):
+            # "a@x=queue,b@x=queue" — mappings are rare in the environment.
+            pairs = [p.partition("=") for p in text.split(",") if p.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                problems.append(f"{where}: expected address=queue pairs separated by commas")
+                return None
+            return {k.strip(): v.strip() for k, _, v in pairs}
+        return text
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, Mapping):
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+    elif isinstance(default, str) and isinstance(value, str):
+        return value
+    problems.append(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return None
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:25`` for IPv6); raise ValueError when malformed."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+    for where, value in (
+        ("smtp.listen", s.smtp.listen),
+        ("lmtp.listen", s.lmtp.listen),
+        ("http.listen", s.http.listen),
+        ("outbound.relay", s.outbound.relay),
+    ):
+        if value:
+            try:
+                parse_hostport(value)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+    if not s.database.url.startswith(("sqlite", "postgresql")):
+        problems.append("database.url: only sqlite:/// and postgresql+psycopg:// are supported")
+    if s.outbound.tls not in ("none", "starttls", "implicit"):
+        problems.append("outbound.tls: must be none, starttls or implicit")
+    if s.log.format not in ("text", "json"):
+        problems.append("log.format: must be text or json")
+    if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append("log.level: must be DEBUG, INFO, WARNING or ERROR")
+    if "{number}" not in s.helpdesk.subject_tag:
+        problems.append("helpdesk.subject_tag: must contain {number}")
+    if not s.helpdesk.queues:
+        problems.append("helpdesk.queues: at least one helpdesk address is needed")
+    for address, queue in s.helpdesk.queues.items():
+        if not _ADDRESS_RE.match(address):
+            problems.append(f"helpdesk.queues: {address!r} is not an e-mail address")
+        if not queue.strip():
+            problems.append(f"helpdesk.queues: {address!r} has an empty queue name")
+    for where, number in (
+        ("processing.max_attempts", s.processing.max_attempts),
+        ("smtp.max_message_size", s.smtp.max_message_size),
+        ("lmtp.max_message_size", s.lmtp.max_message_size),
+        ("outbound.timeout", s.outbound.timeout),
+        ("database.connect_timeout", s.database.connect_timeout),
+    ):
+        if number <= 0:
+            problems.append(f"{where}: must be positive")
+    if s.outbound.password_env and s.outbound.password_env not in environ:
+        problems.append(
+            f"outbound.password_env: environment variable {s.outbound.password_env} is not set"
+        )
+    return problems

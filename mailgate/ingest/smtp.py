@@ -1,0 +1,145 @@
+"""SMTP and LMTP listeners (aiosmtpd): translate the protocol to ``accept`` and back.
+
+Nothing but envelope checks happens in the session: unknown recipients are refused at
+RCPT (550 5.1.1), oversized data by aiosmtpd's SIZE limit (552), and the message is
+answered 250 only after ``accept`` has committed it.  Every failure to store maps to
+451 4.3.0 in one place, so a sending MTA keeps the message and retries.
+
+RFC 2033 wants one reply per accepted recipient after DATA in LMTP; aiosmtpd sends one
+(aiosmtpd issue 517).  ``PerRecipientLMTP`` repeats the reply for each recipient: the
+message is stored once for all of them, so they share one outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
+
+from mailgate.config import ListenerSettings, Settings
+from mailgate.errors import PermanentError, TemporaryError
+from mailgate.ingest.accept import Envelope, accept
+from mailgate.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Status replies, in one place (RFC 5321 §4.2, RFC 3463 enhanced codes).
+OK_RCPT = "250 2.1.5 OK"
+OK_QUEUED = "250 2.0.0 OK queued as {id}"
+TEMPFAIL = "451 4.3.0 Temporary failure storing the message, please retry"
+TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+NO_SUCH_USER = "550 5.1.1 <{address}>: no such helpdesk address"
+EMPTY_MESSAGE = "554 5.6.0 Empty message"
+
+
+class IngestHandler:
+    """aiosmtpd handler shared by the SMTP and LMTP listeners."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        source: str,
+        listener: ListenerSettings,
+        on_accepted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.rt = rt
+        self.source = source
+        self.listener = listener
+        self.on_accepted = on_accepted
+        self.in_flight = 0
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: SmtpEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if self.rt.settings.queue_for(address) is None:
+            return NO_SUCH_USER.format(address=address)
+        if len(envelope.rcpt_tos) >= self.listener.max_recipients:
+            return TOO_MANY_RCPTS
+        envelope.rcpt_tos.append(address)
+        return OK_RCPT
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
+        raw = envelope.original_content or b""
+        peer = session.peer
+        smtp_envelope = Envelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_to=tuple(envelope.rcpt_tos),
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
+        )
+        self.in_flight += 1
+        try:
+            result = await asyncio.to_thread(
+                accept, self.rt.sessions, raw, smtp_envelope, self.source, clock=self.rt.clock
+            )
+        except PermanentError:
+            return EMPTY_MESSAGE
+        except TemporaryError as exc:
+            log.warning("%s: 451 for message from %s: %s", self.source, envelope.mail_from, exc)
+            return TEMPFAIL
+        except Exception:  # the per-message boundary: never 250, never 5xx on our bugs
+            log.exception("%s: storing a message failed", self.source)
+            return TEMPFAIL
+        finally:
+            self.in_flight -= 1
+        self.on_accepted()
+        return OK_QUEUED.format(id=result.inbound_id)
+
+
+class PerRecipientLMTP(LMTP):
+    """LMTP that answers the end of DATA once per accepted recipient (RFC 2033 §4.2)."""
+
+    _replies_owed = 0
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._replies_owed = -1  # armed: counts once "354" has been sent
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._replies_owed = 0
+
+    async def push(self, status: Any) -> None:
+        text = status.decode() if isinstance(status, bytes) else str(status)
+        if self._replies_owed == -1 and text.startswith("354"):
+            assert self.envelope is not None
+            self._replies_owed = len(self.envelope.rcpt_tos)
+            await super().push(status)
+            return
+        if self._replies_owed > 0:
+            count, self._replies_owed = self._replies_owed, 0
+            await super().push("\r\n".join([text] * count))
+            return
+        await super().push(status)
+
+
+def protocol_factory(
+    rt: Runtime, lmtp: bool, on_accepted: Callable[[], None]
+) -> tuple[Callable[[], SMTP], IngestHandler]:
+    """A factory for ``loop.create_server`` and the handler it shares."""
+    settings: Settings = rt.settings
+    listener = settings.lmtp if lmtp else settings.smtp
+    handler = IngestHandler(rt, "lmtp" if lmtp else "smtp", listener, on_accepted)
+    cls = PerRecipientLMTP if lmtp else SMTP
+
+    def factory() -> SMTP:
+        return cls(
+            handler,
+            data_size_limit=listener.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=listener.hostname,
+            ident="mailgate",
+            timeout=listener.timeout,
+        )
+
+    return factory, handler

@@ -1,0 +1,427 @@
+"""Processing of stored messages — the only place an inbound message becomes ticket data.
+
+For each message: **claim** it (short transaction; a lease lets another worker reclaim
+it if we die), gather **facts** with no transaction open (parse, classify), then in one
+write transaction look up threading and duplicates, **decide** a ``Verdict`` and
+**apply** it (ticket, article, attachments, outbox rows, inbound status).  Failures are
+caught per message: ``PermanentError`` quarantines at once with its reason; anything
+else is retried with exponential backoff and quarantined once ``max_attempts`` is spent.
+One bad message never blocks the others, and none is ever deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailgate import autoreply, correlate, policy
+from mailgate.errors import DatabaseUnavailable, PermanentError
+from mailgate.message import Classification, ParsedMessage
+from mailgate.parse import parse
+from mailgate.replies import outbox
+from mailgate.runtime import Runtime
+from mailgate.store.db import translate_db_errors
+from mailgate.store.models import (
+    Article,
+    Attachment,
+    Blob,
+    Counter,
+    InboundMessage,
+    Ticket,
+)
+
+log = logging.getLogger(__name__)
+
+CLAIM_BYTES = 32 * 1024 * 1024  # raw bytes carried per claimed batch
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    raw: bytes
+    mail_from: str | None
+    rcpt_to: tuple[str, ...]
+    acknowledge: bool
+    attempts: int
+
+
+class Worker:
+    """Runs the pipeline over due messages and remembers what it holds.
+
+    When the database goes away mid-batch, the messages this worker claimed stay
+    "processing" under its lease.  Rather than let them wait for the lease to run out,
+    the worker releases them itself as soon as the database answers again.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.unsettled: dict[int, int] = {}  # inbound id → attempts at claim time
+
+    def run_pending(self, limit: int = 20) -> int:
+        """Claim and process up to ``limit`` due messages; return how many were claimed.
+
+        Raises ``DatabaseUnavailable``; what it had claimed is released on the next call.
+        """
+        with translate_db_errors():
+            if self.unsettled:
+                self._release()
+            batch = claim(self.rt, limit)
+        self.unsettled.update((item.id, item.attempts) for item in batch)
+        for item in batch:
+            process(self.rt, item)
+            del self.unsettled[item.id]
+        return len(batch)
+
+    def _release(self) -> None:
+        now = self.rt.clock()
+        with self.rt.sessions.begin() as session:
+            for inbound_id, attempts in self.unsettled.items():
+                session.execute(
+                    update(InboundMessage)
+                    .where(
+                        InboundMessage.id == inbound_id,
+                        InboundMessage.status == "processing",
+                        InboundMessage.attempts == attempts,
+                    )
+                    # The outage was not the message's fault: give the attempt back.
+                    .values(
+                        status="retry",
+                        attempts=attempts - 1,
+                        lease_until=None,
+                        next_attempt_at=now,
+                    )
+                )
+        self.unsettled.clear()
+
+
+def run_pending(rt: Runtime, limit: int = 20) -> int:
+    """One batch by a short-lived worker (tests, ``mailgate drain``)."""
+    return Worker(rt).run_pending(limit)
+
+
+def claim(rt: Runtime, limit: int) -> list[Claimed]:
+    now = rt.clock()
+    lease = timedelta(seconds=rt.settings.processing.lease_seconds)
+    with rt.sessions.begin() as session:
+        rows = session.scalars(
+            select(InboundMessage)
+            .where(
+                or_(
+                    InboundMessage.status.in_(("received", "retry"))
+                    & (InboundMessage.next_attempt_at <= now),
+                    # A worker that died mid-message: its lease ran out.
+                    (InboundMessage.status == "processing") & (InboundMessage.lease_until < now),
+                )
+            )
+            .order_by(InboundMessage.next_attempt_at, InboundMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        claimed: list[Claimed] = []
+        carried = 0
+        for row in rows:
+            if claimed and carried + row.size > CLAIM_BYTES:
+                break
+            carried += row.size
+            row.status = "processing"
+            row.lease_until = now + lease
+            row.attempts += 1
+            claimed.append(
+                Claimed(
+                    row.id,
+                    row.raw,
+                    row.mail_from,
+                    tuple(row.rcpt_to),
+                    row.acknowledge,
+                    row.attempts,
+                )
+            )
+    return claimed
+
+
+def process(rt: Runtime, item: Claimed) -> None:
+    """Process one claimed message.
+
+    Never raises for a problem with the message; raises ``TemporaryError`` only when
+    the database cannot even record the failure (the caller still holds the claim).
+    """
+    try:
+        parsed = parse(item.raw, rt.parse_limits)
+        classification = autoreply.classify(
+            parsed,
+            item.mail_from,
+            own_addresses=own_addresses(rt),
+            own_message_id_domains=own_domains(rt),
+        )
+        with translate_db_errors(), rt.sessions.begin() as session:
+            _decide_and_apply(session, rt, item, parsed, classification)
+    except DatabaseUnavailable:
+        raise  # the worker still holds the claim and releases it when the DB is back
+    except PermanentError as exc:
+        _fail(rt, item, exc, permanent=True)
+    except IntegrityError as exc:
+        # A concurrent worker stored the same article first; the retry sees it as a
+        # duplicate.
+        _fail(rt, item, exc, permanent=False)
+    except Exception as exc:  # the per-message boundary: log, retry, never lose
+        log.exception("processing inbound id=%s failed", item.id)
+        _fail(rt, item, exc, permanent=False)
+
+
+def _decide_and_apply(
+    session: Session,
+    rt: Runtime,
+    item: Claimed,
+    parsed: ParsedMessage,
+    classification: Classification,
+) -> None:
+    row = session.get(InboundMessage, item.id)
+    if row is None or row.status != "processing" or row.attempts != item.attempts:
+        return  # someone else took it over after our lease ran out
+    sender = parsed.from_.address if parsed.from_ else None
+    dedup = dedup_key(parsed, item.raw)
+    duplicate_of = None
+    if dedup is not None:
+        duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
+    queue, helpdesk_address = route(rt, item.rcpt_to, parsed)
+    facts = policy.Facts(
+        parsed=parsed,
+        classification=classification,
+        sender=sender,
+        threading=correlate.find_ticket(
+            session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
+        ),
+        duplicate_of=duplicate_of,
+        queue=queue,
+        acknowledge_allowed=item.acknowledge,
+        own_addresses=own_addresses(rt),
+    )
+    verdict = policy.decide(facts)
+    now = rt.clock()
+    match verdict:
+        case policy.OpenTicket():
+            assert sender is not None
+            ticket = Ticket(
+                number=allocate_number(session),
+                subject=parsed.subject[:2000] or "(no subject)",
+                queue=verdict.queue,
+                priority=verdict.priority,
+                status="new",
+                requester=sender.lower(),
+                requester_name=parsed.from_.name if parsed.from_ else "",
+                language=parsed.language or rt.settings.helpdesk.default_language,
+                helpdesk_address=helpdesk_address,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(ticket)
+            session.flush()
+            _add_article(session, ticket.id, row, parsed, sender, dedup, internal=False)
+            if verdict.acknowledge:
+                _acknowledge(session, rt, ticket, parsed, sender)
+            row.ticket_id = ticket.id
+        case policy.AppendToTicket():
+            ticket = session.get_one(Ticket, verdict.ticket_id)
+            author = sender or (item.mail_from or "")
+            _add_article(session, ticket.id, row, parsed, author, dedup, verdict.internal)
+            ticket.updated_at = now
+            row.ticket_id = ticket.id
+        case policy.Duplicate():
+            row.ticket_id = session.scalar(
+                select(Article.ticket_id).where(Article.id == verdict.article_id)
+            )
+        case policy.Discard():
+            pass
+        case policy.Quarantine():
+            row.status = "quarantined"
+            row.reason = verdict.reason
+    if row.status != "quarantined":
+        row.status = "done"
+    row.verdict = type(verdict).__name__
+    row.rule_hits = list(verdict.hits)
+    row.lease_until = None
+    row.processed_at = now
+    log.info(
+        "inbound id=%s verdict=%s ticket=%s hits=%s",
+        item.id,
+        row.verdict,
+        row.ticket_id,
+        ",".join(verdict.hits),
+    )
+
+
+def _add_article(
+    session: Session,
+    ticket_id: int,
+    row: InboundMessage,
+    parsed: ParsedMessage,
+    author: str,
+    dedup: str | None,
+    internal: bool,
+) -> Article:
+    article = Article(
+        ticket_id=ticket_id,
+        inbound_id=row.id,
+        direction="in",
+        author=author.lower(),
+        subject=parsed.subject,
+        text=parsed.text,
+        body_text=parsed.body_text,
+        html=parsed.html,
+        internal=internal,
+        message_id=parsed.message_id,
+        dedup_key=dedup,
+        created_at=row.received_at,
+    )
+    session.add(article)
+    session.flush()
+    for att in parsed.attachments:
+        _store_blob(session, att.sha256, att.data)
+        session.add(
+            Attachment(
+                article_id=article.id,
+                sha256=att.sha256,
+                filename=att.filename,
+                content_type=att.content_type,
+                size=att.size,
+            )
+        )
+    return article
+
+
+def _store_blob(session: Session, sha256: str, data: bytes) -> None:
+    values = {"sha256": sha256, "size": len(data), "data": data}
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(Blob).values(**values).on_conflict_do_nothing())
+
+
+def _acknowledge(
+    session: Session, rt: Runtime, ticket: Ticket, parsed: ParsedMessage, sender: str
+) -> None:
+    rendered = rt.renderer.render(
+        "ack",
+        ticket.language,
+        from_address=ticket.helpdesk_address,
+        to=sender,
+        in_reply_to=parsed.message_id,
+        references=parsed.references,
+        clock=rt.clock,
+        number=ticket.number,
+        tag=rt.renderer.subject_tag(ticket.number),
+    )
+    # RFC 3834 §3.3: automatic replies go out with a null envelope sender, so a
+    # bounce of the acknowledgement can never start a loop.
+    outbox.enqueue(
+        session,
+        rt,
+        kind="ack",
+        ticket_id=ticket.id,
+        mail_from="",
+        rcpt_to=[sender],
+        rendered=rendered,
+    )
+    session.add(
+        Article(
+            ticket_id=ticket.id,
+            direction="out",
+            author=ticket.helpdesk_address,
+            subject=rt.renderer.subject_tag(ticket.number),
+            text="(automatic acknowledgement)",
+            body_text="",
+            internal=False,
+            message_id=rendered.message_id,
+            created_at=rt.clock(),
+        )
+    )
+
+
+def allocate_number(session: Session) -> int:
+    """The next ticket number, under the counter row's lock."""
+    value = session.scalar(
+        update(Counter)
+        .where(Counter.name == "ticket")
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    )
+    if value is None:
+        raise RuntimeError("ticket counter row missing: run `mailgate db upgrade`")
+    return int(value)
+
+
+def route(rt: Runtime, rcpt_to: tuple[str, ...], parsed: ParsedMessage) -> tuple[str, str]:
+    """The queue and helpdesk address a message was sent to.
+
+    Envelope recipients decide; a pipe delivery without them falls back to To/Cc.
+    """
+    candidates = [*rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))]
+    for address in candidates:
+        queue = rt.settings.queue_for(address)
+        if queue is not None:
+            local, _, domain = address.lower().rpartition("@")
+            return queue, f"{local.split('+', 1)[0]}@{domain}"
+    first, queue = next(iter(rt.settings.helpdesk.queues.items()))
+    return queue, first.lower()
+
+
+def own_addresses(rt: Runtime) -> frozenset[str]:
+    return frozenset(a.lower() for a in rt.settings.helpdesk.queues)
+
+
+def own_domains(rt: Runtime) -> frozenset[str]:
+    return frozenset(a.rpartition("@")[2].lower() for a in rt.settings.helpdesk.queues)
+
+
+def dedup_key(parsed: ParsedMessage, raw: bytes) -> str | None:
+    """Message-ID + sender + body digest; None without a Message-ID (never guess)."""
+    if not parsed.message_id:
+        return None
+    end = _HEADER_END.search(raw)
+    body = raw[end.end() :] if end else b""
+    # Line endings differ between SMTP (CRLF) and pipe/IMAP copies of the same mail.
+    body_digest = hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
+    sender = parsed.from_.address.lower() if parsed.from_ else ""
+    material = f"{parsed.message_id}\n{sender}\n{body_digest}".encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+def _fail(rt: Runtime, item: Claimed, exc: BaseException, *, permanent: bool) -> None:
+    p = rt.settings.processing
+    now = rt.clock()
+    reason = exc.reason if isinstance(exc, PermanentError) else None
+    with translate_db_errors(), rt.sessions.begin() as session:
+        row = session.get(InboundMessage, item.id)
+        if row is None or row.attempts != item.attempts:
+            return
+        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        row.lease_until = None
+        if permanent or row.attempts >= p.max_attempts:
+            row.status = "quarantined"
+            row.reason = reason or "attempts-exhausted"
+            row.verdict = "Quarantine"
+            log.warning("inbound id=%s quarantined: %s", item.id, row.last_error)
+        else:
+            row.status = "retry"
+            delay = p.retry_base_seconds * 2 ** (row.attempts - 1)
+            row.next_attempt_at = now + timedelta(seconds=delay)
+
+
+def pending_count(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(InboundMessage)
+            .where(InboundMessage.status.in_(("received", "retry", "processing")))
+        )
+        or 0
+    )

@@ -1,0 +1,90 @@
+"""Rendering outgoing mail from jinja2 templates into bytes with fixed headers.
+
+Templates live in ``templates/<kind>/<lang>/{subject,body}.txt.j2``; autoescape is on
+and undefined variables are errors.  Only ticket data and configuration reach a
+template — never the inbound subject or body, so an acknowledgement cannot be used to
+reflect a stranger's text to a forged address.  The Message-ID is chosen here, once,
+and stored with the outbox row, so a resend is recognisably the same message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from typing import Any
+
+import jinja2
+
+from mailgate.clock import Clock
+from mailgate.config import Settings
+
+LANGUAGES = ("en", "pl", "sk", "cs", "ru")
+MAX_REFERENCES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    message_id: str  # without angle brackets
+    raw: bytes
+
+
+class Renderer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(settings.template_dir),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def subject_tag(self, number: int) -> str:
+        return self.settings.helpdesk.subject_tag.format(number=number)
+
+    def render(
+        self,
+        kind: str,
+        language: str | None,
+        *,
+        from_address: str,
+        to: str,
+        in_reply_to: str | None,
+        references: tuple[str, ...],
+        clock: Clock,
+        auto_submitted: str = "auto-replied",
+        **context: Any,
+    ) -> Rendered:
+        lang = self._language(kind, language)
+        variables = {"helpdesk_name": self.settings.helpdesk.name, **context}
+        subject = self._template(kind, lang, "subject").render(variables)
+        body = self._template(kind, lang, "body").render(variables)
+        domain = from_address.rpartition("@")[2]
+        message_id = f"{kind}.{secrets.token_hex(12)}@{domain}"
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = formataddr((self.settings.helpdesk.name, from_address))
+        msg["To"] = to
+        msg["Subject"] = " ".join(subject.split())
+        msg["Date"] = format_datetime(clock())
+        msg["Message-ID"] = f"<{message_id}>"
+        if in_reply_to:
+            msg["In-Reply-To"] = f"<{in_reply_to}>"
+            chain = [*references, in_reply_to][-MAX_REFERENCES:]
+            msg["References"] = " ".join(f"<{r}>" for r in dict.fromkeys(chain))
+        # RFC 3834: mark everything we generate, and ask Exchange not to answer it.
+        msg["Auto-Submitted"] = auto_submitted
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg["Content-Language"] = lang
+        msg.set_content(body, charset="utf-8", cte="quoted-printable")
+        return Rendered(message_id=message_id, raw=msg.as_bytes())
+
+    def _language(self, kind: str, language: str | None) -> str:
+        for lang in (language, self.settings.helpdesk.default_language, "en"):
+            if lang and (self.settings.template_dir / kind / lang).is_dir():
+                return lang
+        raise jinja2.TemplateNotFound(f"{kind}/en")
+
+    def _template(self, kind: str, lang: str, part: str) -> jinja2.Template:
+        return self.env.get_template(f"{kind}/{lang}/{part}.txt.j2")

@@ -1,0 +1,153 @@
+"""Transports that hand a rendered message to the world: an SMTP relay or a Maildir.
+
+A transport only moves bytes.  It raises ``TemporaryError`` for anything worth trying
+again (connection refused, timeouts, 4xx) and ``PermanentError`` for a 5xx refusal;
+``replies.outbox`` turns those into its retry schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from mailgate.errors import PermanentError, TemporaryError
+
+
+class Connection(Protocol):
+    def send(self, mail_from: str, rcpt_to: list[str], raw: bytes, key: str) -> None:
+        """Deliver one message; ``key`` is stable across retries of the same message."""
+
+
+class Transport(Protocol):
+    def connect(self) -> AbstractContextManager[Connection]:
+        """Open a delivery session used for a batch of messages."""
+
+
+class MaildirTransport:
+    """Writes each message into ``<dir>/new`` the Maildir way (tmp, fsync, rename).
+
+    The file name derives from the outbox key, so a retry after a crash between
+    delivery and bookkeeping rewrites the same file instead of adding a copy.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.root = Path(directory)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        for sub in ("tmp", "new", "cur"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        yield self
+
+    def send(self, mail_from: str, rcpt_to: list[str], raw: bytes, key: str) -> None:
+        name = f"{key}.{socket.gethostname()}"
+        tmp = self.root / "tmp" / name
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_maildir_header(mail_from, rcpt_to) + raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.root / "new" / name)
+            dir_fd = os.open(self.root / "new", os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise TemporaryError(f"maildir write failed: {exc}") from exc
+
+
+def _maildir_header(mail_from: str, rcpt_to: list[str]) -> bytes:
+    # What an MDA records: the envelope, so a reader can see whom it was for.
+    lines = [f"Return-Path: <{mail_from}>"] + [f"Delivered-To: {r}" for r in rcpt_to]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+class SmtpRelayTransport:
+    """Sends through the relay named in ``[outbound]``, verifying TLS certificates."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: str = "none",
+        timeout: float = 30,
+        username: str = "",
+        password_env: str = "",
+        local_hostname: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.timeout = timeout
+        self.username = username
+        self.password_env = password_env
+        self.local_hostname = local_hostname
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        context = ssl.create_default_context()
+        try:
+            client: smtplib.SMTP
+            if self.tls == "implicit":
+                client = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    local_hostname=self.local_hostname,
+                    timeout=self.timeout,
+                    context=context,
+                )
+            else:
+                client = smtplib.SMTP(
+                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+                )
+                if self.tls == "starttls":
+                    client.starttls(context=context)
+            if self.username:
+                client.login(self.username, os.environ.get(self.password_env, ""))
+        except smtplib.SMTPResponseException as exc:
+            raise _classify_reply(exc.smtp_code, exc.smtp_error) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryError(f"relay {self.host}:{self.port} unreachable: {exc}") from exc
+        try:
+            yield _SmtpConnection(client)
+        finally:
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
+
+
+class _SmtpConnection:
+    def __init__(self, client: smtplib.SMTP) -> None:
+        self.client = client
+
+    def send(self, mail_from: str, rcpt_to: list[str], raw: bytes, key: str) -> None:
+        try:
+            # Outbox rows carry one recipient each, so "some refused" cannot happen:
+            # sendmail raises when every recipient is refused.
+            self.client.sendmail(mail_from, rcpt_to, raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            text = "; ".join(f"{r}: {c} {m!r}" for r, (c, m) in exc.recipients.items())
+            if all(400 <= c < 500 for c in codes):
+                raise TemporaryError(f"relay refused recipients: {text}") from exc
+            raise PermanentError("relay-rejected", text) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise _classify_reply(exc.smtp_code, exc.smtp_error) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryError(f"relay connection failed: {exc}") from exc
+
+
+def _classify_reply(code: int, message: bytes | str) -> TemporaryError | PermanentError:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    if 500 <= code < 600:
+        return PermanentError("relay-rejected", f"{code} {text}")
+    return TemporaryError(f"relay answered {code} {text}")

@@ -1,0 +1,81 @@
+"""Engines and sessions: the one place that knows SQLite from PostgreSQL.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so a commit
+is on disk before we answer 250, a busy timeout instead of instant "database is
+locked", and ``BEGIN IMMEDIATE`` for every transaction so two writers queue on the
+lock rather than deadlock when a reader upgrades.  PostgreSQL gets a connect timeout
+so an unreachable server turns into a temporary failure within seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailgate.config import DatabaseSettings
+from mailgate.errors import DatabaseUnavailable
+
+
+def make_engine(settings: DatabaseSettings) -> Engine:
+    url = settings.url
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, settings.busy_timeout_ms)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=settings.connect_timeout,
+        connect_args={"connect_timeout": settings.connect_timeout},
+    )
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" hook below.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Turn "the database is not there right now" into ``DatabaseUnavailable``.
+
+    Integrity errors are not translated: they are bugs or races the caller handles.
+    """
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as err:
+        raise DatabaseUnavailable(f"database unavailable: {getattr(err, 'orig', err)}") from err
+    except exc.DBAPIError as err:
+        if err.connection_invalidated:
+            raise DatabaseUnavailable(f"database connection lost: {err.orig}") from err
+        raise

@@ -1,0 +1,116 @@
+"""Pipe mode as an MTA runs it: a real subprocess, the message on stdin, sysexits out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mailgate.store.models import InboundMessage, Ticket
+from tests.conftest import make_runtime, make_settings
+from tests.support import make_mail
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(config: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailgate.cli", "--config", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def write_config(tmp_path: Path, db_url: str) -> Path:
+    path = tmp_path / "mailgate.toml"
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\nconnect_timeout = 2\n'
+        f'[outbound]\nmaildir = "{tmp_path / "sent"}"\n'
+    )
+    return path
+
+
+def test_pipe_stores_then_drain_processes(db_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, db_url)
+    raw = make_mail(subject="via pipe")
+    done = run_cli(
+        config,
+        "ingest",
+        "--from",
+        "jan@customer.example",
+        "--to",
+        "support@helpdesk.example",
+        stdin=raw,
+    )
+    assert done.returncode == 0, done.stderr
+    rt = make_runtime(make_settings(db_url, tmp_path))
+    try:
+        with rt.sessions() as s:
+            row = s.scalars(select(InboundMessage)).one()
+            assert (row.source, row.raw, row.status) == ("pipe", raw, "received")
+        drained = run_cli(config, "drain")
+        assert drained.returncode == 0, drained.stderr
+        assert b"processed 1 messages" in drained.stdout
+        with rt.sessions() as s:
+            assert s.scalars(select(Ticket.subject)).all() == ["via pipe"]
+        assert len(list((tmp_path / "sent" / "new").iterdir())) == 1
+    finally:
+        rt.close()
+
+
+def test_pipe_exit_75_when_database_is_unreachable(tmp_path: Path) -> None:
+    # Port 9 (discard) is not a database anywhere on this machine: connection refused.
+    config = write_config(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:9/none")
+    done = run_cli(config, "ingest", stdin=make_mail())
+    assert done.returncode == 75, done.stderr
+    assert b"try again later" in done.stderr
+
+
+def test_pipe_exit_65_on_empty_input(db_url: str, tmp_path: Path) -> None:
+    done = run_cli(write_config(tmp_path, db_url), "ingest", stdin=b"")
+    assert done.returncode == 65
+    assert b"empty-message" in done.stderr
+
+
+def test_bad_config_exits_78_listing_problems(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[smtp]\nlisten = "x"\n[outbound]\ntls = "maybe"\n')
+    done = run_cli(path, "tickets", "list")
+    assert done.returncode == 78
+    assert b"smtp.listen" in done.stderr and b"outbound.tls" in done.stderr
+
+
+def test_batch_import_of_mbox_and_maildir_is_idempotent(db_url: str, tmp_path: Path) -> None:
+    import mailbox
+
+    config = write_config(tmp_path, db_url)
+    mbox_path = tmp_path / "old.mbox"
+    box = mailbox.mbox(mbox_path)
+    for i in range(5):
+        box.add(make_mail(subject=f"old {i}", sender=f"c{i}@customer.example"))
+    box.close()
+    md = mailbox.Maildir(tmp_path / "md")
+    for i in range(3):
+        md.add(make_mail(subject=f"md {i}", sender=f"m{i}@customer.example"))
+    first = run_cli(config, "ingest", "--mbox", str(mbox_path))
+    assert first.returncode == 0, first.stderr
+    assert b"5 stored, 0 already present" in first.stdout
+    again = run_cli(config, "ingest", "--mbox", str(mbox_path))
+    assert b"0 stored, 5 already present" in again.stdout
+    assert b"3 stored" in run_cli(config, "ingest", "--maildir", str(tmp_path / "md")).stdout
+    assert run_cli(config, "drain").returncode == 0
+    rt = make_runtime(make_settings(db_url, tmp_path))
+    try:
+        with rt.sessions() as s:
+            assert len(s.scalars(select(Ticket)).all()) == 8
+    finally:
+        rt.close()
+    # Historical mail is not acknowledged unless asked for.
+    assert not (tmp_path / "sent" / "new").exists() or not any(
+        (tmp_path / "sent" / "new").iterdir()
+    )

@@ -1,0 +1,133 @@
+"""Settings: defaults, the documented example, environment overrides, error listing."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mailgate import config
+from mailgate.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_documents_every_key_with_its_default() -> None:
+    example = tomllib.loads((ROOT / "config" / "mailgate.example.toml").read_text())
+    defaults = config.Settings()
+    for section, cls in config.section_types().items():
+        assert section in example, f"[{section}] missing from the example"
+        keys = {f.name for f in dataclasses.fields(cls)}
+        assert set(example[section]) == keys, f"[{section}] keys differ"
+        for key in keys:
+            assert example[section][key] == getattr(getattr(defaults, section), key), (
+                f"{section}.{key}: example shows a value other than the default"
+            )
+    assert set(example) == set(config.section_types())
+
+
+def test_dev_config_declares_the_three_helpdesk_addresses() -> None:
+    settings = config.load(ROOT / "config" / "dev.toml", environ={})
+    assert dict(settings.helpdesk.queues) == {
+        "support@helpdesk.example": "technical",
+        "billing@helpdesk.example": "billing",
+        "abuse@helpdesk.example": "abuse",
+    }
+    assert settings.smtp.listen == "127.0.0.1:2525"
+    assert settings.database.url.startswith("sqlite:///")
+    assert settings.outbound.relay == ""
+
+
+def test_environment_overrides_are_typed() -> None:
+    settings = config.build(
+        {"smtp": {"listen": "127.0.0.1:2525"}},
+        environ={
+            "MAILGATE_DATABASE__URL": "postgresql+psycopg://u@db/mailgate",
+            "MAILGATE_SMTP__LISTEN": "0.0.0.0:25",
+            "MAILGATE_LMTP__LISTEN": "127.0.0.1:24",
+            "MAILGATE_HTTP__LISTEN": "127.0.0.1:9000",
+            "MAILGATE_OUTBOUND__RELAY": "127.0.0.1:2526",
+            "MAILGATE_OUTBOUND__MAILDIR": "/srv/sent",
+            "MAILGATE_SMTP__MAX_MESSAGE_SIZE": "1000",
+            "MAILGATE_HELPDESK__QUEUES": "help@x.example=tech, pay@x.example=billing",
+            "MAILGATE_CONFIG": "/etc/mailgate.toml",  # names the file; not a section
+            "UNRELATED": "1",
+        },
+    )
+    assert settings.database.url == "postgresql+psycopg://u@db/mailgate"
+    assert settings.smtp.listen == "0.0.0.0:25"
+    assert settings.lmtp.listen == "127.0.0.1:24"
+    assert settings.http.listen == "127.0.0.1:9000"
+    assert settings.outbound.relay == "127.0.0.1:2526"
+    assert settings.outbound.maildir == "/srv/sent"
+    assert settings.smtp.max_message_size == 1000
+    assert dict(settings.helpdesk.queues) == {"help@x.example": "tech", "pay@x.example": "billing"}
+
+
+def test_bad_config_lists_every_problem_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        """
+[smtp]
+listen = "nowhere"
+max_message_size = "big"
+colour = "blue"
+
+[outbound]
+tls = "maybe"
+
+[helpdesk]
+subject_tag = "[ticket]"
+
+[nonsense]
+x = 1
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        config.load(path, environ={"MAILGATE_PROCESSING__MAX_ATTEMPTS": "many"})
+    problems = "\n".join(info.value.problems)
+    for fragment in (
+        "unknown section [nonsense]",
+        "[smtp] unknown key 'colour'",
+        "smtp.max_message_size: expected int",
+        "processing.max_attempts: 'many' is not an integer",
+    ):
+        assert fragment in problems
+    # Cross-field checks run once the values themselves are well-typed.
+    path.write_text(
+        '[smtp]\nlisten = "nowhere"\n[outbound]\ntls = "maybe"\n'
+        '[helpdesk]\nsubject_tag = "[ticket]"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        config.load(path, environ={})
+    assert len(info.value.problems) == 3
+    assert "smtp.listen" in str(info.value)
+    assert "outbound.tls" in str(info.value)
+    assert "helpdesk.subject_tag" in str(info.value)
+
+
+def test_missing_and_invalid_files_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "absent.toml", environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[smtp\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(broken, environ={})
+
+
+def test_queue_for_accepts_plus_addressing_and_case() -> None:
+    settings = config.Settings()
+    assert settings.queue_for("Support@HelpDesk.Example") == "technical"
+    assert settings.queue_for("billing+t123.abc@helpdesk.example") == "billing"
+    assert settings.queue_for("someone@helpdesk.example") is None
+
+
+def test_password_env_must_exist() -> None:
+    with pytest.raises(ConfigError, match="RELAY_PW"):
+        config.build({"outbound": {"password_env": "RELAY_PW"}}, environ={})
+    settings = config.build(
+        {"outbound": {"password_env": "RELAY_PW"}}, environ={"RELAY_PW": "secret"}
+    )
+    assert settings.outbound.password_env == "RELAY_PW"
