@@ -13,6 +13,7 @@ import mailbox
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from mailgate import app, autoreply, logs, pipeline
 from mailgate.config import Settings, load
@@ -56,6 +58,16 @@ class Context:
 
     def runtime(self) -> Runtime:
         return Runtime.create(self.settings)
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[tuple[Runtime, Session]]:
+        """A runtime and one session (a transaction when ``write``), closed afterwards."""
+        rt = self.runtime()
+        try:
+            with rt.sessions.begin() if write else rt.sessions() as session:
+                yield rt, session
+        finally:
+            rt.close()
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -301,13 +313,9 @@ def ticket_json(t: Ticket) -> dict[str, Any]:
 @click.option("--limit", default=100, show_default=True)
 @pass_ctx
 def tickets_list(ctx: Context, as_json: bool, limit: int) -> None:
-    rt = ctx.runtime()
-    try:
-        with rt.sessions() as session:
-            rows = session.scalars(select(Ticket).order_by(Ticket.number.desc()).limit(limit)).all()
-            docs = [ticket_json(t) for t in rows]
-    finally:
-        rt.close()
+    with ctx.session() as (_, session):
+        rows = session.scalars(select(Ticket).order_by(Ticket.number.desc()).limit(limit)).all()
+        docs = [ticket_json(t) for t in rows]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
@@ -329,17 +337,13 @@ def ticket_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
-    rt = ctx.runtime()
-    try:
-        with rt.sessions() as session:
-            t = session.scalar(select(Ticket).where(Ticket.number == number))
-            if t is None:
-                click.echo(f"no ticket {number}", err=True)
-                sys.exit(1)
-            doc = ticket_json(t)
-            doc["articles"] = [article_json(a) for a in t.articles]
-    finally:
-        rt.close()
+    with ctx.session() as (_, session):
+        t = session.scalar(select(Ticket).where(Ticket.number == number))
+        if t is None:
+            click.echo(f"no ticket {number}", err=True)
+            sys.exit(1)
+        doc = ticket_json(t)
+        doc["articles"] = [article_json(a) for a in t.articles]
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
@@ -398,17 +402,13 @@ def inbound_json(m: InboundMessage) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def quarantine_list(ctx: Context, as_json: bool) -> None:
-    rt = ctx.runtime()
-    try:
-        with rt.sessions() as session:
-            rows = session.scalars(
-                select(InboundMessage)
-                .where(InboundMessage.status == "quarantined")
-                .order_by(InboundMessage.id)
-            ).all()
-            docs = [inbound_json(m) for m in rows]
-    finally:
-        rt.close()
+    with ctx.session() as (_, session):
+        rows = session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.status == "quarantined")
+            .order_by(InboundMessage.id)
+        ).all()
+        docs = [inbound_json(m) for m in rows]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
@@ -422,19 +422,15 @@ def quarantine_list(ctx: Context, as_json: bool) -> None:
 @click.option("--raw", is_flag=True, help="Print the stored message bytes.")
 @pass_ctx
 def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
-    rt = ctx.runtime()
-    try:
-        with rt.sessions() as session:
-            m = session.get(InboundMessage, inbound_id)
-            if m is None:
-                click.echo(f"no inbound message {inbound_id}", err=True)
-                sys.exit(1)
-            if raw:
-                sys.stdout.buffer.write(m.raw)
-                return
-            click.echo(json.dumps(inbound_json(m), ensure_ascii=False, indent=2))
-    finally:
-        rt.close()
+    with ctx.session() as (_, session):
+        m = session.get(InboundMessage, inbound_id)
+        if m is None:
+            click.echo(f"no inbound message {inbound_id}", err=True)
+            sys.exit(1)
+        if raw:
+            sys.stdout.buffer.write(m.raw)
+            return
+        click.echo(json.dumps(inbound_json(m), ensure_ascii=False, indent=2))
 
 
 @quarantine.command("replay")
@@ -443,20 +439,16 @@ def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
 @pass_ctx
 def quarantine_replay(ctx: Context, inbound_ids: tuple[int, ...], replay_all: bool) -> None:
     """Put quarantined messages back in the processing queue (after a fix)."""
-    rt = ctx.runtime()
-    try:
-        with rt.sessions.begin() as session:
-            query = select(InboundMessage).where(InboundMessage.status == "quarantined")
-            if not replay_all:
-                query = query.where(InboundMessage.id.in_(inbound_ids))
-            rows = session.scalars(query).all()
-            now = rt.clock()
-            for m in rows:
-                m.status, m.attempts, m.next_attempt_at = "received", 0, now
-                m.reason = None
-            count = len(rows)
-    finally:
-        rt.close()
+    with ctx.session(write=True) as (rt, session):
+        query = select(InboundMessage).where(InboundMessage.status == "quarantined")
+        if not replay_all:
+            query = query.where(InboundMessage.id.in_(inbound_ids))
+        rows = session.scalars(query).all()
+        now = rt.clock()
+        for m in rows:
+            m.status, m.attempts, m.next_attempt_at = "received", 0, now
+            m.reason = None
+        count = len(rows)
     click.echo(f"{count} message(s) queued for processing again")
 
 

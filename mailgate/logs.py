@@ -36,3 +36,5 @@ def configure(settings: LogSettings) -> None:
     root.setLevel(settings.level.upper())
     # aiosmtpd logs every command at INFO; keep its chatter out of operators' logs.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # APScheduler reports every run of the sweep job at INFO.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -19,9 +19,8 @@ from sqlalchemy.engine import make_url
 
 from mailgate import config
 from mailgate.config import Settings
-from mailgate.replies.render import Renderer
-from mailgate.runtime import Runtime, make_transport
-from mailgate.store.db import make_engine, make_sessions
+from mailgate.runtime import Runtime
+from mailgate.store.db import make_engine
 from mailgate.store.migrate import upgrade
 from mailgate.store.models import Base
 from tests.support import FakeClock, RelaySink, start_sink
@@ -90,18 +89,7 @@ def make_settings(db_url: str, tmp_path: Any, **sections: dict[str, Any]) -> Set
 
 
 def make_runtime(settings: Settings, clock: Any = None) -> Runtime:
-    engine = make_engine(settings.database)
-    kwargs: dict[str, Any] = {}
-    if clock is not None:
-        kwargs["clock"] = clock
-    return Runtime(
-        settings=settings,
-        engine=engine,
-        sessions=make_sessions(engine),
-        renderer=Renderer(settings),
-        transport=make_transport(settings),
-        **kwargs,
-    )
+    return Runtime.create(settings, clock) if clock is not None else Runtime.create(settings)
 
 
 @pytest.fixture
