@@ -58,14 +58,18 @@ _SUPPRESS_TOKENS = frozenset({"all", "autoreply", "oof"})
 _INFORMATIONAL = frozenset({"x-ms-exchange-inbox-rules-loop"})
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-_ADDRESS = r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+\.[^\s<>\"'(),;:\[\]]+"
-# "550 5.1.1 <user@example.com>: Recipient address rejected" and the like.
-_SMTP_REJECT = re.compile(
-    rf"\b[45]\d\d[\s-]+(?:[45]\.\d{{1,3}}\.\d{{1,3}}\s+)?[^\n<]*<({_ADDRESS})>"
+# Bounded quantifiers and disjoint classes keep every body regex linear: the bounce
+# body is sender-controlled and a backtracking pattern would be a CPU-time attack.
+_ADDRESS = (
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}"
 )
+_FLUFL_SCAN_BYTES = 64 * 1024
+_SMTP_CODE = re.compile(r"\b[45]\d\d\b")
+# "550 5.1.1 <user@example.com>: Recipient address rejected" and the like.
+_ANGLE_ADDRESS = re.compile(rf"<({_ADDRESS})>")
 # Postfix "<user@example.com>: host … said: …", Exim's indented address alone on its
 # line, old Exchange "user@example.com on <date>".
-_LINE_ADDRESS = re.compile(rf"^\s*<?({_ADDRESS})>?\s*(?::|$|\s+on\s)", re.MULTILINE)
+_LEADING_ADDRESS = re.compile(rf"\s{{0,20}}<?({_ADDRESS})>?\s*(?::|$|\s+on\s)")
 
 
 def classify(
@@ -273,7 +277,9 @@ def _guess_bounce(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) ->
         # Heuristic third-party detectors on hostile input: a crash in one of them
         # must cost us the guess, not the message.
         with contextlib.suppress(Exception):
-            temp, perm = all_failures(email.message_from_bytes(raw))
+            # The diagnostic comes first; the returned message (which can be megabytes
+            # of attachments) does not need to be scanned, so bound the work.
+            temp, perm = all_failures(email.message_from_bytes(raw[:_FLUFL_SCAN_BYTES]))
             temporary = sorted(a.decode("ascii", "replace") for a in temp)
             permanent = sorted(a.decode("ascii", "replace") for a in perm)
     found = [*permanent, *temporary] or _addresses_in_body(msg.body_text)
@@ -299,8 +305,15 @@ def _guess_bounce(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) ->
 
 
 def _addresses_in_body(text: str) -> list[str]:
-    sample = text[:20000]  # the diagnostic is at the top; the returned mail follows
-    return [*_SMTP_REJECT.findall(sample), *_LINE_ADDRESS.findall(sample)]
+    found: list[str] = []
+    # The diagnostic is at the top; the returned message follows it.
+    for line in text[:20000].splitlines():
+        line = line[:1000]
+        if _SMTP_CODE.search(line):
+            found.extend(_ANGLE_ADDRESS.findall(line))
+        if leading := _LEADING_ADDRESS.match(line):
+            found.append(leading.group(1))
+    return found
 
 
 def _normalize(address: str) -> str:

@@ -9,7 +9,7 @@ Parser choice.  ``mailparser.parse_from_bytes`` (mail-parser, over the stdlib ``
 package in its compat32 mode) builds the MIME tree once; we keep its stdlib and
 mail-parser defect categories and then read everything else from the tree it exposes as
 ``.message`` rather than from its dictionaries, because for this product mail-parser is
-weak in four places:
+weak in these places:
 
 * identity: on Python < 3.11.10 it falls back to ``email.utils.getaddresses`` without
   ``strict`` (CVE-2023-27043), so From is parsed here by a small strict parser;
@@ -39,6 +39,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.message import Message
 from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 from typing import Any
@@ -404,13 +405,16 @@ _LABEL = rf"{_LABEL_CHAR}(?:(?:{_LABEL_CHAR}|-)*{_LABEL_CHAR})?"
 _ADDR_SPEC = re.compile(rf"({_DOT_ATOM}|{_QUOTED_LOCAL})@({_LABEL}(?:\.{_LABEL})*)")
 # A display-name word: atext plus "." (obs-phrase, "Jan K. Kowalski"); never "@".
 _PHRASE_ATOM = re.compile(rf"(?:{_ATEXT}|\.)+")
-_SALVAGE = re.compile(r"<([^<>\s]+@[^<>\s]+)>|([^\s<>(),;:\"]+@[^\s<>(),;:\"]+)")
+# Bounded and "@"-free on both sides: linear even on a 100 KB junk header.
+_SALVAGE = re.compile(r"[^\s<>()\[\],;:\"@]{1,64}@[^\s<>()\[\],;:\"@]{1,253}")
 
 
 def _addr_spec(text: str) -> str | None:
     """``local@domain`` with the domain lower-cased, or None if not a plain addr-spec."""
+    if len(text) > 254:
+        return None
     match = _ADDR_SPEC.fullmatch(text)
-    if match is None or len(text) > 254:
+    if match is None:
         return None
     return f"{match.group(1)}@{match.group(2).lower()}"
 
@@ -588,7 +592,7 @@ def _address_list(
         result = _mailbox(piece)
         if isinstance(result, str):
             salvaged = _SALVAGE.search(piece)
-            address = _addr_spec(salvaged.group(1) or salvaged.group(2)) if salvaged else None
+            address = _addr_spec(salvaged.group(0)) if salvaged else None
             if address is None:
                 skipped = True  # also the display name of a group
                 continue
@@ -706,7 +710,9 @@ def _walk(msg: Message, limits: ParseLimits, defects: list[str]) -> _Body:
             # A single-part message is its own body even if its type names a file.
             named = bool(filename) and part is not msg
             inline = part.get_content_disposition() != "attachment" and not named
-            if inline and ctype == "text/plain" and body.text is None:
+            # A multipart the parser could not split (no boundary) is shown as text.
+            as_text = ctype == "text/plain" or ctype.startswith("multipart/")
+            if inline and as_text and body.text is None:
                 body.text = _part_text(part, defects)
             elif inline and ctype == "text/html" and body.html is None:
                 body.html = _part_text(part, defects)
@@ -763,8 +769,27 @@ def _embedded_bytes(part: Message) -> bytes:
         return b""
     try:
         return inner[0].as_bytes()
-    except (UnicodeError, LookupError, ValueError, TypeError):
-        return inner[0].as_string().encode("utf-8", "surrogateescape")
+    except (MessageError, UnicodeError, LookupError, ValueError, TypeError):
+        # The generator refuses some headers it parsed (U+001C-1E, which splitlines()
+        # breaks at, look like an embedded header): write the parts back as parsed.
+        return _flatten(inner[0])
+
+
+def _flatten(msg: Message) -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in msg.raw_items())
+    payload = msg.get_payload()
+    if isinstance(payload, list):
+        children = [_flatten(child) for child in payload if isinstance(child, Message)]
+        boundary = msg.get_boundary()
+        if boundary is None:
+            body = b"\r\n".join(children)
+        else:
+            marker = f"--{boundary}\r\n".encode("utf-8", "surrogateescape")
+            end = f"--{boundary}--\r\n".encode("utf-8", "surrogateescape")
+            body = b"".join(marker + child + b"\r\n" for child in children) + end
+    else:
+        body = str(payload).encode("utf-8", "surrogateescape")
+    return head.encode("utf-8", "surrogateescape") + b"\r\n" + body
 
 
 def _filename(part: Message, defects: list[str]) -> str:
@@ -805,7 +830,7 @@ def html_to_text(html: str) -> str:
     try:
         text = inscriptis.get_text(html)
     except (RecursionError, ValueError):
-        text = re.sub(r"<[^>]*>", " ", html)
+        text = re.sub(r"<[^<>]*>", " ", html)
     lines = [line.rstrip() for line in str(text).splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
 
@@ -825,8 +850,6 @@ _ATTRIBUTION = re.compile(
       | Am\s.+\sschrieb.*:
       | .+\s(?:napisał\(a\)|napisał|napisała|napísal\(a\)|napísal|napísala
               |napsal\(a\)|napsal|napsala|написал\(а\)|написал|написала|пишет|wrote)\s?:
-      # Gmail in Russian and Yandex write no verb: "пн, 3 нояб. 2025 г. в 10:00, И <i@x>:"
-      | .*\d.*<[^<>\s@]+@[^<>\s]+>\s?:
     )\s*$""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -900,8 +923,17 @@ def _is_reply_header(lines: list[str], index: int, line: str) -> bool:
 _ATTRIBUTION_START = re.compile(r"^\s*(?:On|W\sdniu|Dnia|Dňa|Dne|Am)\s|.*[@<]", re.IGNORECASE)
 
 
+# Gmail in Russian and Yandex write no verb: "пн, 3 нояб. 2025 г. в 10:00, И <i@x>:".
+_ADDRESS_COLON = re.compile(r"<[^<>\s@]{1,64}@[^<>\s@]{1,253}>\s?:$")
+
+
 def _is_attribution(line: str) -> bool:
-    return bool(_ATTRIBUTION.match(line)) and re.search(r"[\d@]", line) is not None
+    line = line.rstrip()
+    # All forms end with ":" and carry a digit or "@"; checking that first keeps the
+    # regexes off ordinary lines (the body is sender-controlled).
+    if not line.endswith(":") or not re.search(r"[\d@]", line):
+        return False
+    return bool(_ATTRIBUTION.match(line) or _ADDRESS_COLON.search(line))
 
 
 # --------------------------------------------------------------------------- language

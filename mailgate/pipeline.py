@@ -162,6 +162,7 @@ def process(rt: Runtime, item: Claimed) -> None:
             item.mail_from,
             own_addresses=own_addresses(rt),
             own_message_id_domains=own_domains(rt),
+            raw=item.raw,
         )
         with translate_db_errors(), rt.sessions.begin() as session:
             _decide_and_apply(session, rt, item, parsed, classification)

@@ -163,6 +163,13 @@ def test_truncated_mime_keeps_parts_and_records_defect() -> None:
     assert msg.content_type == "multipart/mixed"
 
 
+def test_multipart_without_boundary_is_read_as_text() -> None:
+    raw = b"From: a@b.example\r\nContent-Type: multipart/mixed\r\n\r\nplain words\r\n"
+    msg = parse(raw)
+    assert msg.text == "plain words"
+    assert "NoBoundaryInMultipartDefect" in msg.defects
+
+
 def test_html_only_is_converted_and_sanitized() -> None:
     msg = fixture("html_only.eml")
     assert msg.body_text.startswith("Hello,\n\nthe contact form on our website does not send")
@@ -396,6 +403,23 @@ def test_mail_parser_crashes_fall_back_to_the_same_stdlib_tree() -> None:
     assert msg.text == "Dzień dobry"
     assert "mailparser:HeaderParseError" in msg.defects
     assert "body:unknown-charset" in msg.defects
+
+
+def test_embedded_message_the_generator_refuses_is_still_attached() -> None:
+    # str.splitlines() breaks at U+001D, so email's generator sees an "embedded
+    # header" and raises HeaderParseError; the part is written back as parsed.
+    inner = b"From: x@y.example\r\nDate: Mon, 3 Nov 2025 10:\x1d0:03 +0100\r\n\r\ninner body\r\n"
+    raw = (
+        b'From: a@b.example\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n'
+        b"--o\r\nContent-Type: text/plain\r\n\r\nouter\r\n"
+        b"--o\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--o--\r\n"
+    )
+    msg = parse(raw)
+    assert msg.text == "outer"
+    (embedded,) = msg.attachments
+    assert embedded.filename == "message.eml"
+    assert embedded.data.startswith(b"From: x@y.example\r\n")
+    assert b"inner body" in embedded.data
 
 
 # --------------------------------------------------------------------------- quotes
