@@ -38,3 +38,5 @@ def configure(settings: LogSettings) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     # APScheduler reports every run of the sweep job at INFO.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # mail-parser logs undecodable parts at ERROR; parse records them as defects.
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)

@@ -1,4 +1,8 @@
-"""parse.parse: charsets, strict From, hostile input, bodies, attachments, quotes, language."""
+"""parse.parse: charsets, strict From, hostile input, bodies, attachments, quotes, language.
+
+End to end through ``parse``; helpers with tests of their own input are in test_mime,
+test_quotes and test_language.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from hypothesis import strategies as st
 
 from mailgate.errors import PermanentError
 from mailgate.message import Address, ParsedMessage
-from mailgate.parse import ParseLimits, detect_language, display_filename, parse, strip_quotes
+from mailgate.parse import ParseLimits, parse
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
 
@@ -224,21 +228,6 @@ def test_attachments_hash_names_and_kinds() -> None:
     assert "inner text" not in msg.body_text
 
 
-@pytest.mark.parametrize(
-    ("name", "shown"),
-    [
-        ("../../etc/passwd", "passwd"),
-        ("C:\\Users\\x\\report.docx", "report.docx"),
-        ("..", "attachment"),
-        ("", "attachment"),
-        ("a\x00b\r\nc.txt", "abc.txt"),
-        ("x" * 300 + ".pdf", "x" * 196 + ".pdf"),
-    ],
-)
-def test_display_filename(name: str, shown: str) -> None:
-    assert display_filename(name) == shown
-
-
 # --------------------------------------------------------------------------- strict From
 
 
@@ -442,59 +431,7 @@ def test_quoted_reply_is_stripped(name: str, text: str) -> None:
     assert len(msg.body_text) > len(msg.text)  # the full text is kept
 
 
-@pytest.mark.parametrize(
-    "header",
-    [
-        "On Mon, Nov 10, 2025 at 9:00 AM Helpdesk <support@helpdesk.example>\nwrote:",
-        "Dnia 10.11.2025 o 09:00 Jan Kowalski napisał(a):",
-        "pon., 10 lis 2025 o 09:00 Jan Kowalski <jan@firma.example> napisał(a):",
-        "po 10. 11. 2025 o 9:00 Helpdesk <support@helpdesk.example> napísal(a):",
-        "po 10. 11. 2025 v 9:00 odesílatel Helpdesk <support@helpdesk.example> napsal:",
-        "10.11.2025 9:00, Helpdesk пишет:",
-        "пн, 10 нояб. 2025 г. в 09:00, Helpdesk <support@helpdesk.example>:",
-        "Am 10.11.2025 um 09:00 schrieb Helpdesk <support@helpdesk.example>:",
-        "-----Ursprüngliche Nachricht-----\nVon: Helpdesk\nGesendet: Montag",
-        "Od: Helpdesk <support@helpdesk.example>\nWysłano: poniedziałek, 10 listopada 2025\n"
-        "Do: Jan\nTemat: [#1042]",
-        "From: Helpdesk\nDate: Mon, 10 Nov 2025 09:00\nSubject: Re: [#1042]",
-    ],
-)
-def test_reply_headers_in_other_forms(header: str) -> None:
-    body = f"New text here.\n\n{header}\n> old text\nold text unquoted\n"
-    assert strip_quotes(body) == "New text here."
-
-
-def test_quote_stripping_keeps_what_is_not_a_reply() -> None:
-    assert strip_quotes("My colleague writes:\nthe server is down.") == (
-        "My colleague writes:\nthe server is down."
-    )
-    forward = (
-        "Please look at this.\n\n---------- Forwarded message ---------\n"
-        "From: Bank <noreply@bank.example>\nDate: Mon, 10 Nov 2025\nSubject: Fwd: x\n\nBody"
-    )
-    assert strip_quotes(forward) == forward
-    inline = "> question one?\nanswer one\n> question two?\nanswer two\n\n> trailing quote\n"
-    assert strip_quotes(inline) == "> question one?\nanswer one\n> question two?\nanswer two"
-    assert strip_quotes("text\n-- \nJan\nphone") == "text"
-
-
 # --------------------------------------------------------------------------- language
-
-
-@pytest.mark.parametrize(
-    ("text", "language"),
-    [
-        ("Hello, the website is down, please help.", "en"),
-        ("Dzień dobry, strona nie działa, proszę o pomoc.", "pl"),
-        ("Dobrý den, nefunguje mi web, prosím o pomoc. Děkuji.", "cs"),
-        ("Dobrý deň, nefunguje mi web, prosím o pomoc. Ďakujem.", "sk"),
-        ("Здравствуйте, сайт не работает.", "ru"),
-        ("12345 !!!", None),
-        ("OK", None),
-    ],
-)
-def test_language_detection(text: str, language: str | None) -> None:
-    assert detect_language(text) == language
 
 
 def test_language_from_fixtures() -> None:

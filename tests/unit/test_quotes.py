@@ -1,0 +1,43 @@
+"""quotes.strip_quotes on reply headers in many clients and languages, and on non-replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailgate.quotes import strip_quotes
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "On Mon, Nov 10, 2025 at 9:00 AM Helpdesk <support@helpdesk.example>\nwrote:",
+        "Dnia 10.11.2025 o 09:00 Jan Kowalski napisał(a):",
+        "pon., 10 lis 2025 o 09:00 Jan Kowalski <jan@firma.example> napisał(a):",
+        "po 10. 11. 2025 o 9:00 Helpdesk <support@helpdesk.example> napísal(a):",
+        "po 10. 11. 2025 v 9:00 odesílatel Helpdesk <support@helpdesk.example> napsal:",
+        "10.11.2025 9:00, Helpdesk пишет:",
+        "пн, 10 нояб. 2025 г. в 09:00, Helpdesk <support@helpdesk.example>:",
+        "Am 10.11.2025 um 09:00 schrieb Helpdesk <support@helpdesk.example>:",
+        "-----Ursprüngliche Nachricht-----\nVon: Helpdesk\nGesendet: Montag",
+        "Od: Helpdesk <support@helpdesk.example>\nWysłano: poniedziałek, 10 listopada 2025\n"
+        "Do: Jan\nTemat: [#1042]",
+        "From: Helpdesk\nDate: Mon, 10 Nov 2025 09:00\nSubject: Re: [#1042]",
+    ],
+)
+def test_reply_headers_in_other_forms(header: str) -> None:
+    body = f"New text here.\n\n{header}\n> old text\nold text unquoted\n"
+    assert strip_quotes(body) == "New text here."
+
+
+def test_quote_stripping_keeps_what_is_not_a_reply() -> None:
+    assert strip_quotes("My colleague writes:\nthe server is down.") == (
+        "My colleague writes:\nthe server is down."
+    )
+    forward = (
+        "Please look at this.\n\n---------- Forwarded message ---------\n"
+        "From: Bank <noreply@bank.example>\nDate: Mon, 10 Nov 2025\nSubject: Fwd: x\n\nBody"
+    )
+    assert strip_quotes(forward) == forward
+    inline = "> question one?\nanswer one\n> question two?\nanswer two\n\n> trailing quote\n"
+    assert strip_quotes(inline) == "> question one?\nanswer one\n> question two?\nanswer two"
+    assert strip_quotes("text\n-- \nJan\nphone") == "text"
