@@ -182,6 +182,8 @@ class Mailgate:
             "MAILGATE_HTTP__LISTEN": "",
             "MAILGATE_OUTBOUND__RELAY": f"127.0.0.1:{self.sink_port}",
             "MAILGATE_LOG__LEVEL": "WARNING",
+            # The bench machine has no resolver; authentication comes from A-R or nothing.
+            "MAILGATE_VERIFY__DNS_LOOKUPS": "false",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

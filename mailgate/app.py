@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import text
 
 from mailgate import pipeline
 from mailgate.config import parse_hostport
@@ -26,6 +25,8 @@ from mailgate.errors import MailgateError
 from mailgate.ingest.smtp import IngestHandler, protocol_factory
 from mailgate.replies import outbox
 from mailgate.runtime import Runtime
+from mailgate.verify import challenge
+from mailgate.webapp import make_app
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,26 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        self._scheduler.add_job(
+            self._challenges,
+            "interval",
+            seconds=settings.processing.sweep_seconds,
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
         self._sweep()  # whatever a previous run left behind
+
+    async def _challenges(self) -> None:
+        """Expire unanswered confirmation requests and send the one reminder."""
+        try:
+            expired, reminded = await asyncio.to_thread(challenge.sweep, self.rt)
+        except MailgateError as exc:
+            log.warning("challenge sweep: %s", exc)
+            return
+        if expired or reminded:
+            log.info("challenges: %s expired, %s reminded", expired, reminded)
+            self._send.set()
 
     def _sweep(self) -> None:
         self._work.set()
@@ -111,29 +130,12 @@ class Daemon:
         return await asyncio.to_thread(outbox.flush, self.rt, BATCH)
 
     async def _start_http(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._http = web.AppRunner(app, access_log=None)
+        self._http = web.AppRunner(make_app(self.rt, self._send.set), access_log=None)
         await self._http.setup()
         host, port = parse_hostport(self.rt.settings.http.listen)
         site = web.TCPSite(self._http, host, port)
         await site.start()
         self.ports["http"] = int(self._http.addresses[0][1])
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        def probe() -> None:
-            with self.rt.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-
-        try:
-            await asyncio.wait_for(asyncio.to_thread(probe), timeout=5)
-        except Exception as exc:  # noqa: BLE001 -- any failure means "not ready"; say why
-            return web.Response(status=503, text=f"database: {exc}\n")
-        return web.Response(text="ready\n")
 
     async def stop(self, timeout: float = 30) -> None:
         for server in self._servers:

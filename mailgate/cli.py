@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,7 +33,8 @@ from mailgate.parse import parse
 from mailgate.replies import outbox
 from mailgate.runtime import Runtime
 from mailgate.store import migrate
-from mailgate.store.models import Article, InboundMessage, Ticket
+from mailgate.store.models import Account, Article, InboundMessage, Ticket
+from mailgate.verify import directory
 
 EX_DATAERR = 65
 EX_TEMPFAIL = 75
@@ -292,7 +294,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def ticket_json(t: Ticket) -> dict[str, Any]:
+def ticket_json(t: Ticket, account: str | None = None) -> dict[str, Any]:
     return {
         "number": t.number,
         "subject": t.subject,
@@ -303,6 +305,8 @@ def ticket_json(t: Ticket) -> dict[str, Any]:
         "requester_name": t.requester_name,
         "language": t.language,
         "helpdesk_address": t.helpdesk_address,
+        "authorization": t.authorization,
+        "account": account,
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
     }
@@ -314,8 +318,13 @@ def ticket_json(t: Ticket) -> dict[str, Any]:
 @pass_ctx
 def tickets_list(ctx: Context, as_json: bool, limit: int) -> None:
     with ctx.session() as (_, session):
-        rows = session.scalars(select(Ticket).order_by(Ticket.number.desc()).limit(limit)).all()
-        docs = [ticket_json(t) for t in rows]
+        rows = session.execute(
+            select(Ticket, Account.login)
+            .outerjoin(Account, Ticket.account_id == Account.id)
+            .order_by(Ticket.number.desc())
+            .limit(limit)
+        ).all()
+        docs = [ticket_json(t, login) for t, login in rows]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
@@ -342,16 +351,19 @@ def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
         if t is None:
             click.echo(f"no ticket {number}", err=True)
             sys.exit(1)
-        doc = ticket_json(t)
+        login = session.scalar(select(Account.login).where(Account.id == t.account_id))
+        doc = ticket_json(t, login)
         doc["articles"] = [article_json(a) for a in t.articles]
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     click.echo(f"#{doc['number']} {doc['subject']}")
     click.echo(f"  {doc['status']} · {doc['queue']} · {doc['priority']} · {doc['requester']}")
+    click.echo(f"  authorization: {doc['authorization']} · account: {doc['account'] or '-'}")
     for a in doc["articles"]:
         flag = " (internal)" if a["internal"] else ""
-        click.echo(f"\n--- {a['direction']} {a['author']} {a['created_at']}{flag}")
+        auth = f" auth={a['auth']['result']}" if a["auth"] else ""
+        click.echo(f"\n--- {a['direction']} {a['author']} {a['created_at']}{flag}{auth}")
         click.echo(a["text"])
 
 
@@ -362,6 +374,7 @@ def article_json(a: Article) -> dict[str, Any]:
         "subject": a.subject,
         "text": a.text,
         "internal": a.internal,
+        "auth": a.auth,
         "message_id": a.message_id,
         "created_at": _iso(a.created_at),
         "attachments": [
@@ -450,6 +463,130 @@ def quarantine_replay(ctx: Context, inbound_ids: tuple[int, ...], replay_all: bo
             m.reason = None
         count = len(rows)
     click.echo(f"{count} message(s) queued for processing again")
+
+
+@main.group()
+def accounts() -> None:
+    """The account directory: who may make official requests for which account."""
+
+
+def _address_role(value: str) -> tuple[str, str]:
+    address, _, role = value.rpartition(":")
+    return (address, role) if address else (value, "technical")
+
+
+@accounts.command("add")
+@click.argument("login")
+@click.option("--admin", required=True, help="The account's administrative address.")
+@click.option(
+    "--address", "addresses", multiple=True, help="EMAIL:ROLE (admin, technical, billing, abuse)."
+)
+@click.option("--domain", "domains", multiple=True)
+@click.option("--contract", "contracts", multiple=True)
+@click.option("--order", "orders", multiple=True)
+@click.option("--ip", "ips", multiple=True)
+@click.option("--service", "services", multiple=True)
+@click.option("--lang", "language", default=None, help="en, pl, sk, cs or ru.")
+@click.option("--name", default="", help="Display name of the customer.")
+@pass_ctx
+def accounts_add(
+    ctx: Context,
+    login: str,
+    admin: str,
+    addresses: tuple[str, ...],
+    domains: tuple[str, ...],
+    contracts: tuple[str, ...],
+    orders: tuple[str, ...],
+    ips: tuple[str, ...],
+    services: tuple[str, ...],
+    language: str | None,
+    name: str,
+) -> None:
+    """Add an account (or add addresses and identifiers to an existing one)."""
+    spec = directory.AccountSpec(
+        login=login,
+        admin=admin,
+        name=name,
+        language=language,
+        addresses=tuple(_address_role(a) for a in addresses),
+        identifiers=tuple(
+            (kind, value)
+            for kind, values in (
+                ("domain", domains),
+                ("contract", contracts),
+                ("order", orders),
+                ("ip", ips),
+                ("service", services),
+            )
+            for value in values
+        ),
+    )
+    _store_accounts(ctx, [spec])
+
+
+@accounts.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@pass_ctx
+def accounts_import(ctx: Context, file: str) -> None:
+    """Import accounts from CSV (a header row) or JSON (a list of objects).
+
+    Fields: login, admin, name, lang, addresses ("a@x:billing b@y:technical"),
+    domains, contracts, orders, ips, services (lists, or space/comma-separated).
+    """
+    try:
+        specs = directory.read_specs(Path(file))
+    except ValueError as exc:
+        click.echo(f"mailgate: {exc}", err=True)
+        sys.exit(EX_DATAERR)
+    _store_accounts(ctx, specs)
+
+
+def _store_accounts(ctx: Context, specs: list[directory.AccountSpec]) -> None:
+    problems = [f"{s.login or '?'}: {p}" for s in specs for p in s.problems()]
+    if problems:
+        click.echo("mailgate: nothing stored:\n  - " + "\n  - ".join(problems), err=True)
+        sys.exit(EX_DATAERR)
+    with ctx.session(write=True) as (rt, session):
+        for spec in specs:
+            directory.upsert(session, spec, rt.clock())
+    click.echo(f"{len(specs)} account(s) stored")
+
+
+def account_json(a: Account) -> dict[str, Any]:
+    return {
+        "login": a.login,
+        "name": a.name,
+        "language": a.language,
+        "addresses": [{"address": x.address, "role": x.role} for x in a.addresses],
+        "identifiers": [{"kind": i.kind, "value": i.value} for i in a.identifiers],
+    }
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def accounts_list(ctx: Context, as_json: bool) -> None:
+    with ctx.session() as (_, session):
+        docs = [account_json(a) for a in session.scalars(select(Account).order_by(Account.login))]
+    if as_json:
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    for d in docs:
+        admins = ", ".join(x["address"] for x in d["addresses"] if x["role"] == "admin")
+        click.echo(f"{d['login']:<20} {admins:<35} {len(d['identifiers'])} identifiers")
+    click.echo(f"({len(docs)} accounts)")
+
+
+@accounts.command("show")
+@click.argument("login")
+@pass_ctx
+def accounts_show(ctx: Context, login: str) -> None:
+    with ctx.session() as (_, session):
+        account = session.scalar(select(Account).where(Account.login == login.lower()))
+        if account is None:
+            click.echo(f"no account {login}", err=True)
+            sys.exit(1)
+        click.echo(json.dumps(account_json(account), ensure_ascii=False, indent=2))
 
 
 def _require_schema(rt: Runtime) -> None:

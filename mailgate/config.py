@@ -48,6 +48,19 @@ class ListenerSettings:
 @dataclass(frozen=True)
 class HttpSettings:
     listen: str = "127.0.0.1:2580"
+    # Where customers' browsers reach the confirm page; empty: http://<listen>.
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    # authserv-ids of our own MTA; only its Authentication-Results headers are trusted.
+    trusted_authserv_ids: tuple[str, ...] = ()
+    # Look up DKIM keys and DMARC policies in DNS.  Off: rely on the trusted
+    # Authentication-Results alone (and never wait on a resolver).
+    dns_lookups: bool = True
+    challenge_hours: int = 72
+    reminder_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,7 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     helpdesk: HelpdeskSettings = field(default_factory=HelpdeskSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
 
@@ -112,6 +126,12 @@ class Settings:
         base = local.split("+", 1)[0]
         queues = {a.lower(): q for a, q in self.helpdesk.queues.items()}
         return queues.get(f"{base}@{domain}")
+
+    @property
+    def public_url(self) -> str:
+        if self.http.public_url:
+            return self.http.public_url.rstrip("/")
+        return f"http://{self.http.listen}"
 
     @property
     def template_dir(self) -> Path:
@@ -221,6 +241,8 @@ def _coerce(where: str, default: Any, value: Any, problems: list[str]) -> Any:
             except ValueError:
                 problems.append(f"{where}: {text!r} is not an integer")
                 return None
+        if isinstance(default, tuple):
+            return tuple(p.strip() for p in text.split(",") if p.strip())
         if isinstance(default, Mapping):
             # "a@x=queue,b@x=queue" — mappings are rare in the environment.
             pairs = [p.partition("=") for p in text.split(",") if p.strip()]
@@ -235,6 +257,9 @@ def _coerce(where: str, default: Any, value: Any, problems: list[str]) -> Any:
     elif isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+    elif isinstance(default, tuple):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
     elif isinstance(default, Mapping):
         if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             return dict(value)
@@ -273,6 +298,10 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
         problems.append("log.format: must be text or json")
     if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("log.level: must be DEBUG, INFO, WARNING or ERROR")
+    if s.verify.challenge_hours <= 0 or not 0 < s.verify.reminder_hours < s.verify.challenge_hours:
+        problems.append("verify: need 0 < reminder_hours < challenge_hours")
+    if s.http.public_url and not s.http.public_url.startswith(("http://", "https://")):
+        problems.append("http.public_url: must start with http:// or https://")
     if "{number}" not in s.helpdesk.subject_tag:
         problems.append("helpdesk.subject_tag: must contain {number}")
     if not s.helpdesk.queues:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -27,7 +27,7 @@ from mailgate import autoreply, correlate, policy
 from mailgate.errors import DatabaseUnavailable, PermanentError
 from mailgate.message import Classification, ParsedMessage
 from mailgate.parse import parse
-from mailgate.replies import outbox
+from mailgate.replies import notify
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import (
@@ -38,6 +38,10 @@ from mailgate.store.models import (
     InboundMessage,
     Ticket,
 )
+from mailgate.verify import challenge, directory
+from mailgate.verify.authn import AuthVerdict, authenticate
+from mailgate.verify.identity import Identifiers, extract
+from mailgate.verify.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -149,23 +153,62 @@ def claim(rt: Runtime, limit: int) -> list[Claimed]:
     return claimed
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What is known about a message before any transaction: the facts stage."""
+
+    parsed: ParsedMessage
+    classification: Classification
+    auth: AuthVerdict
+    identifiers: Identifiers
+    password_redacted: bool
+
+
+def gather(rt: Runtime, item: Claimed) -> Evidence:
+    """Parse, classify, authenticate (DNS) and identify — no database, no transaction."""
+    parsed = parse(item.raw, rt.parse_limits)
+    classification = autoreply.classify(
+        parsed,
+        item.mail_from,
+        own_addresses=own_addresses(rt),
+        own_message_id_domains=own_domains(rt),
+        raw=item.raw,
+    )
+    sender = parsed.from_.address if parsed.from_ else None
+    auth = authenticate(
+        item.raw,
+        sender,
+        parsed.headers,
+        trusted_authserv_ids=frozenset(rt.settings.verify.trusted_authserv_ids),
+        dnsfunc=rt.dns,
+        now=rt.clock(),
+    )
+    parsed, redacted = _redact(parsed)
+    identifiers = extract(parsed.subject, parsed.text, ignore_domains=own_domains(rt))
+    return Evidence(parsed, classification, auth, identifiers, redacted)
+
+
+def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:
+    subject, in_subject = redact(parsed.subject)
+    text, in_text = redact(parsed.text)
+    body, in_body = redact(parsed.body_text)
+    html, in_html = redact(parsed.html) if parsed.html else (None, False)
+    found = in_subject or in_text or in_body or in_html
+    if not found:
+        return parsed, False
+    return replace(parsed, subject=subject, text=text, body_text=body, html=html), True
+
+
 def process(rt: Runtime, item: Claimed) -> None:
     """Process one claimed message.
 
-    Never raises for a problem with the message; raises ``TemporaryError`` only when
-    the database cannot even record the failure (the caller still holds the claim).
+    Never raises for a problem with the message; raises ``DatabaseUnavailable`` only
+    when the database cannot even record the failure (the caller still holds the claim).
     """
     try:
-        parsed = parse(item.raw, rt.parse_limits)
-        classification = autoreply.classify(
-            parsed,
-            item.mail_from,
-            own_addresses=own_addresses(rt),
-            own_message_id_domains=own_domains(rt),
-            raw=item.raw,
-        )
+        evidence = gather(rt, item)
         with translate_db_errors(), rt.sessions.begin() as session:
-            _decide_and_apply(session, rt, item, parsed, classification)
+            _decide_and_apply(session, rt, item, evidence)
     except DatabaseUnavailable:
         raise  # the worker still holds the claim and releases it when the DB is back
     except PermanentError as exc:
@@ -179,25 +222,21 @@ def process(rt: Runtime, item: Claimed) -> None:
         _fail(rt, item, exc, permanent=False)
 
 
-def _decide_and_apply(
-    session: Session,
-    rt: Runtime,
-    item: Claimed,
-    parsed: ParsedMessage,
-    classification: Classification,
-) -> None:
+def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence) -> None:
     row = session.get(InboundMessage, item.id)
     if row is None or row.status != "processing" or row.attempts != item.attempts:
         return  # someone else took it over after our lease ran out
+    parsed = ev.parsed
     sender = parsed.from_.address if parsed.from_ else None
     dedup = dedup_key(parsed, item.raw)
     duplicate_of = None
     if dedup is not None:
         duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
     queue, helpdesk_address = route(rt, item.rcpt_to, parsed)
+    token = challenge.find_token([*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))])
     facts = policy.Facts(
         parsed=parsed,
-        classification=classification,
+        classification=ev.classification,
         sender=sender,
         threading=correlate.find_ticket(
             session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
@@ -206,12 +245,18 @@ def _decide_and_apply(
         queue=queue,
         acknowledge_allowed=item.acknowledge,
         own_addresses=own_addresses(rt),
+        auth=ev.auth,
+        resolution=directory.resolve(session, sender, ev.identifiers),
+        challenge_token=token,
+        challenge_answer=challenge.read_answer(parsed.text) if token else None,
     )
     verdict = policy.decide(facts)
+    hits = list(verdict.hits)
     now = rt.clock()
     match verdict:
         case policy.OpenTicket():
             assert sender is not None
+            account = facts.resolution.match
             ticket = Ticket(
                 number=allocate_number(session),
                 subject=parsed.subject[:2000] or "(no subject)",
@@ -220,23 +265,38 @@ def _decide_and_apply(
                 status="new",
                 requester=sender.lower(),
                 requester_name=parsed.from_.name if parsed.from_ else "",
-                language=parsed.language or rt.settings.helpdesk.default_language,
+                language=(account.language if account else None)
+                or parsed.language
+                or rt.settings.helpdesk.default_language,
                 helpdesk_address=helpdesk_address,
+                authorization=verdict.authorization,
+                account_id=account.account_id if account else None,
                 created_at=now,
                 updated_at=now,
             )
             session.add(ticket)
             session.flush()
-            _add_article(session, ticket.id, row, parsed, sender, dedup, internal=False)
+            _add_article(session, ticket.id, row, ev, sender, dedup, internal=False)
+            if verdict.challenge and account is not None:
+                challenge.open_challenge(session, rt, ticket, account, ticket.requester_name)
             if verdict.acknowledge:
-                _acknowledge(session, rt, ticket, parsed, sender)
+                _acknowledge(session, rt, ticket, ev, sender)
             row.ticket_id = ticket.id
         case policy.AppendToTicket():
             ticket = session.get_one(Ticket, verdict.ticket_id)
             author = sender or (item.mail_from or "")
-            _add_article(session, ticket.id, row, parsed, author, dedup, verdict.internal)
+            _add_article(session, ticket.id, row, ev, author, dedup, verdict.internal)
             ticket.updated_at = now
             row.ticket_id = ticket.id
+        case policy.AnswerChallenge():
+            outcome = challenge.answer(session, rt, verdict.token, verdict.action, sender=sender)  # type: ignore[arg-type]
+            hits.append(f"challenge-outcome:{outcome.result}")
+            if outcome.ticket_number is not None:
+                ticket = session.scalars(
+                    select(Ticket).where(Ticket.number == outcome.ticket_number)
+                ).one()
+                _add_article(session, ticket.id, row, ev, sender or "", dedup, internal=True)
+                row.ticket_id = ticket.id
         case policy.Duplicate():
             row.ticket_id = session.scalar(
                 select(Article.ticket_id).where(Article.id == verdict.article_id)
@@ -249,7 +309,7 @@ def _decide_and_apply(
     if row.status != "quarantined":
         row.status = "done"
     row.verdict = type(verdict).__name__
-    row.rule_hits = list(verdict.hits)
+    row.rule_hits = hits
     row.lease_until = None
     row.processed_at = now
     log.info(
@@ -257,7 +317,7 @@ def _decide_and_apply(
         item.id,
         row.verdict,
         row.ticket_id,
-        ",".join(verdict.hits),
+        ",".join(hits),
     )
 
 
@@ -265,11 +325,12 @@ def _add_article(
     session: Session,
     ticket_id: int,
     row: InboundMessage,
-    parsed: ParsedMessage,
+    ev: Evidence,
     author: str,
     dedup: str | None,
     internal: bool,
 ) -> Article:
+    parsed = ev.parsed
     article = Article(
         ticket_id=ticket_id,
         inbound_id=row.id,
@@ -282,6 +343,7 @@ def _add_article(
         internal=internal,
         message_id=parsed.message_id,
         dedup_key=dedup,
+        auth=ev.auth.to_json(),
         created_at=row.received_at,
     )
     session.add(article)
@@ -307,43 +369,20 @@ def _store_blob(session: Session, sha256: str, data: bytes) -> None:
     session.execute(insert(Blob).values(**values).on_conflict_do_nothing())
 
 
-def _acknowledge(
-    session: Session, rt: Runtime, ticket: Ticket, parsed: ParsedMessage, sender: str
-) -> None:
-    rendered = rt.renderer.render(
-        "ack",
-        ticket.language,
-        from_address=ticket.helpdesk_address,
-        to=sender,
-        in_reply_to=parsed.message_id,
-        references=parsed.references,
-        clock=rt.clock,
-        number=ticket.number,
-        tag=rt.renderer.subject_tag(ticket.number),
-    )
-    # RFC 3834 §3.3: automatic replies go out with a null envelope sender, so a
-    # bounce of the acknowledgement can never start a loop.
-    outbox.enqueue(
+def _acknowledge(session: Session, rt: Runtime, ticket: Ticket, ev: Evidence, sender: str) -> None:
+    notify.send(
         session,
         rt,
+        ticket,
         kind="ack",
-        ticket_id=ticket.id,
-        mail_from="",
-        rcpt_to=[sender],
-        rendered=rendered,
-    )
-    session.add(
-        Article(
-            ticket_id=ticket.id,
-            direction="out",
-            author=ticket.helpdesk_address,
-            subject=rt.renderer.subject_tag(ticket.number),
-            text="(automatic acknowledgement)",
-            body_text="",
-            internal=False,
-            message_id=rendered.message_id,
-            created_at=rt.clock(),
-        )
+        to=sender,
+        language=ticket.language,
+        in_reply_to=ev.parsed.message_id,
+        references=ev.parsed.references,
+        context={
+            "authorization": ticket.authorization,
+            "password_redacted": ev.password_redacted,
+        },
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from mailgate.correlate import Threading
 from mailgate.message import Classification, ParsedMessage
+from mailgate.verify.authn import AuthVerdict
+from mailgate.verify.directory import Resolution
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,10 @@ class Facts:
     queue: str
     acknowledge_allowed: bool  # False for historical batch imports
     own_addresses: frozenset[str]
+    auth: AuthVerdict
+    resolution: Resolution
+    challenge_token: str | None = None  # a confirm address among the recipients
+    challenge_answer: str | None = None  # "confirm" | "refuse" read from the reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,9 @@ class OpenTicket:
     queue: str
     priority: str
     acknowledge: bool
+    # authorized | awaiting_confirmation | consultative
+    authorization: str
+    challenge: bool  # ask the account's admin mailbox to confirm
     hits: tuple[str, ...]
 
 
@@ -38,6 +47,15 @@ class OpenTicket:
 class AppendToTicket:
     ticket_id: int
     internal: bool
+    hits: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerChallenge:
+    """The admin mailbox replied to a confirmation request."""
+
+    token: str
+    action: str  # confirm | refuse
     hits: tuple[str, ...]
 
 
@@ -61,12 +79,13 @@ class Quarantine:
     hits: tuple[str, ...]
 
 
-Verdict = OpenTicket | AppendToTicket | Duplicate | Discard | Quarantine
+Verdict = OpenTicket | AppendToTicket | AnswerChallenge | Duplicate | Discard | Quarantine
 
 
 def decide(f: Facts) -> Verdict:
     kind = f.classification.kind
     hits = [f"kind:{kind}", *(f"class:{r}" for r in f.classification.reasons)]
+    hits.append(f"auth:{f.auth.result}")
     match = f.threading.match
     if match:
         hits.append(f"thread:{match.how}:{match.number}")
@@ -82,13 +101,48 @@ def decide(f: Facts) -> Verdict:
     if f.sender is None:
         defects = [d for d in f.parsed.defects if d.startswith("from:")]
         return Quarantine("no-sender-identity", (*hits, *defects, "no-sender-identity"))
+    if f.auth.result == "fail":
+        # The From domain disowns unauthenticated mail (DMARC p=reject/quarantine).
+        return Quarantine("dmarc-fail", (*hits, *f.auth.reasons, "dmarc-fail"))
     if f.sender.lower() in f.own_addresses:
         return Discard("own-mail-returned", (*hits, "own-mail-returned"))
+    if f.challenge_token is not None:
+        if f.challenge_answer is None:
+            return Discard("challenge-reply-unclear", (*hits, "challenge-reply-unclear"))
+        return AnswerChallenge(
+            f.challenge_token, f.challenge_answer, (*hits, f"challenge:{f.challenge_answer}")
+        )
     if match:
         return AppendToTicket(match.ticket_id, internal=False, hits=(*hits, "append"))
+    return _open(f, hits)
+
+
+def _open(f: Facts, hits: list[str]) -> OpenTicket:
+    """A new ticket: how far it is authorized, and whether the admin must confirm."""
+    kind = f.classification.kind
+    account = f.resolution.match
+    hits.extend(f.resolution.notes)
+    challenge = False
+    if account is None:
+        authorization = "consultative"
+        hits.append("consultative:no-account")
+    else:
+        hits.extend(f"account:{how}" for how in account.how)
+        if account.registered_sender and f.auth.result == "pass":
+            authorization = "authorized"
+            hits.append("authorized:registered-and-authenticated")
+        elif account.admin_address is None:
+            authorization = "consultative"
+            hits.append("consultative:account-without-admin-address")
+        else:
+            authorization = "awaiting_confirmation"
+            challenge = kind == "human"
+            reason = "registered-unauthenticated" if account.registered_sender else "names-account"
+            hits.append(f"challenge:{reason}")
     acknowledge = kind == "human" and f.acknowledge_allowed
     if kind == "human" and not f.acknowledge_allowed:
         hits.append("no-ack:historical-import")
+        challenge = False
     elif kind != "human":
         hits.append(f"no-ack:{kind}")
-    return OpenTicket(f.queue, "normal", acknowledge, (*hits, "open"))
+    return OpenTicket(f.queue, "normal", acknowledge, authorization, challenge, (*hits, "open"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dkim.dnsplug import get_txt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +18,7 @@ from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
 from mailgate.store.db import make_engine, make_sessions
+from mailgate.verify.authn import DnsFunc
 
 
 @dataclass
@@ -27,9 +29,14 @@ class Runtime:
     renderer: Renderer
     transport: Transport
     clock: Clock = utcnow
+    # DNS TXT lookups for DKIM keys and DMARC policies (dkimpy's signature); tests
+    # inject a fake resolver.
+    dns: DnsFunc = get_txt
 
     @classmethod
-    def create(cls, settings: Settings, clock: Clock = utcnow) -> Runtime:
+    def create(
+        cls, settings: Settings, clock: Clock = utcnow, dns: DnsFunc | None = None
+    ) -> Runtime:
         engine = make_engine(settings.database)
         return cls(
             settings=settings,
@@ -38,6 +45,7 @@ class Runtime:
             renderer=Renderer(settings),
             transport=make_transport(settings),
             clock=clock,
+            dns=dns or (get_txt if settings.verify.dns_lookups else no_dns),
         )
 
     @property
@@ -47,6 +55,11 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def no_dns(name: bytes, timeout: float = 0) -> None:
+    """The resolver when ``verify.dns_lookups`` is off: every name is unknown."""
+    return None
 
 
 def make_transport(settings: Settings) -> Transport:

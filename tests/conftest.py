@@ -23,7 +23,7 @@ from mailgate.runtime import Runtime
 from mailgate.store.db import make_engine
 from mailgate.store.migrate import upgrade
 from mailgate.store.models import Base
-from tests.support import FakeClock, RelaySink, start_sink
+from tests.support import FakeClock, FakeDns, RelaySink, start_sink
 
 PG_URL = os.environ.get("MAILGATE_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -88,8 +88,11 @@ def make_settings(db_url: str, tmp_path: Any, **sections: dict[str, Any]) -> Set
     return config.build(data, environ={})
 
 
-def make_runtime(settings: Settings, clock: Any = None) -> Runtime:
-    return Runtime.create(settings, clock) if clock is not None else Runtime.create(settings)
+def make_runtime(settings: Settings, clock: Any = None, dns: Any = None) -> Runtime:
+    """A runtime that never touches real DNS (fake resolver unless one is given)."""
+    rt = Runtime.create(settings, clock) if clock is not None else Runtime.create(settings)
+    rt.dns = dns if dns is not None else FakeDns()
+    return rt
 
 
 @pytest.fixture

@@ -23,6 +23,20 @@ from mailgate.app import Daemon
 from mailgate.runtime import Runtime
 
 
+class FakeDns:
+    """The only DNS tests see: TXT records by name (dkimpy's ``dnsfunc`` signature)."""
+
+    def __init__(self, records: dict[str, str] | None = None) -> None:
+        self.records = dict(records or {})
+        self.queries: list[str] = []
+
+    def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
+        key = name.decode().rstrip(".").lower()
+        self.queries.append(key)
+        value = self.records.get(key)
+        return value.encode() if value is not None else None
+
+
 class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         self.now = start or datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -29,6 +29,8 @@ MAX_REFERENCES = 20
 class Rendered:
     message_id: str  # without angle brackets
     raw: bytes
+    subject: str = ""
+    body: str = ""
 
 
 class Renderer:
@@ -39,6 +41,9 @@ class Renderer:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
+            # Block tags on lines of their own leave no blank lines behind.
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
 
     def subject_tag(self, number: int) -> str:
@@ -55,6 +60,7 @@ class Renderer:
         references: tuple[str, ...],
         clock: Clock,
         auto_submitted: str = "auto-replied",
+        reply_to: str | None = None,
         **context: Any,
     ) -> Rendered:
         lang = self._language(kind, language)
@@ -66,7 +72,10 @@ class Renderer:
         msg = EmailMessage(policy=SMTP)
         msg["From"] = formataddr((self.settings.helpdesk.name, from_address))
         msg["To"] = to
-        msg["Subject"] = " ".join(subject.split())
+        subject = " ".join(subject.split())
+        msg["Subject"] = subject
+        if reply_to:
+            msg["Reply-To"] = reply_to
         msg["Date"] = format_datetime(clock())
         msg["Message-ID"] = f"<{message_id}>"
         if in_reply_to:
@@ -78,7 +87,13 @@ class Renderer:
         msg["X-Auto-Response-Suppress"] = "All"
         msg["Content-Language"] = lang
         msg.set_content(body, charset="utf-8", cte="quoted-printable")
-        return Rendered(message_id=message_id, raw=msg.as_bytes())
+        return Rendered(message_id=message_id, raw=msg.as_bytes(), subject=subject, body=body)
+
+    def page(self, kind: str, language: str | None, **context: Any) -> str:
+        """An HTML page of ours (``templates/<kind>/<lang>/page.html.j2``), autoescaped."""
+        lang = self._language(kind, language)
+        variables = {"helpdesk_name": self.settings.helpdesk.name, "lang": lang, **context}
+        return self.env.get_template(f"{kind}/{lang}/page.html.j2").render(variables)
 
     def _language(self, kind: str, language: str | None) -> str:
         for lang in (language, self.settings.helpdesk.default_language, "en"):

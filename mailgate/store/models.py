@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -113,6 +114,10 @@ class Ticket(Base):
     requester_name: Mapped[str] = mapped_column(String(512), default="")
     language: Mapped[str] = mapped_column(String(8))
     helpdesk_address: Mapped[str] = mapped_column(String(512))
+    # authorized | awaiting_confirmation | consultative | refused — whether the request
+    # may act on the account (see verify/ and policy).
+    authorization: Mapped[str] = mapped_column(String(24), default="consultative")
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -140,6 +145,8 @@ class Article(Base):
     # Message-ID + body digest of an inbound article: the same mail delivered twice
     # (two MX paths, an MTA retry after a lost 250) collides here and stays one article.
     dedup_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The sender-authentication verdict of an inbound article: {"result", "reasons"}.
+    auth: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
 
     ticket: Mapped[Ticket] = relationship(back_populates="articles")
@@ -201,3 +208,74 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Account(Base):
+    """A customer account of the hosting company: who may make official requests."""
+
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    language: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+
+    addresses: Mapped[list[AccountAddress]] = relationship(
+        back_populates="account", order_by="AccountAddress.id", cascade="all, delete-orphan"
+    )
+    identifiers: Mapped[list[AccountIdentifier]] = relationship(
+        back_populates="account", order_by="AccountIdentifier.id", cascade="all, delete-orphan"
+    )
+
+
+class AccountAddress(Base):
+    """A registered address of an account, with its role (admin, technical, billing, abuse)."""
+
+    __tablename__ = "account_address"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    address: Mapped[str] = mapped_column(String(512), index=True)  # lower-cased
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+    account: Mapped[Account] = relationship(back_populates="addresses")
+
+    __table_args__ = (UniqueConstraint("account_id", "address", "role"),)
+
+
+class AccountIdentifier(Base):
+    """Something a customer names to say which account a mail is about."""
+
+    __tablename__ = "account_identifier"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # domain | contract | order | ip | service
+    value: Mapped[str] = mapped_column(String(255))  # normalized (see verify.identity)
+
+    account: Mapped[Account] = relationship(back_populates="identifiers")
+
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+
+class Challenge(Base):
+    """A confirmation request sent to an account's admin mailbox.
+
+    Only the SHA-256 of the token is stored; the token itself exists only in the mail.
+    """
+
+    __tablename__ = "challenge"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    admin_address: Mapped[str] = mapped_column(String(512))
+    requester: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    reminded_at: Mapped[datetime | None]
+    used_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))  # confirmed | refused | expired

@@ -31,6 +31,8 @@ def write_config(tmp_path: Path, db_url: str) -> Path:
     path.write_text(
         f'[database]\nurl = "{db_url}"\nconnect_timeout = 2\n'
         f'[outbound]\nmaildir = "{tmp_path / "sent"}"\n'
+        # A subprocess cannot take the fake resolver: no DNS at all.
+        "[verify]\ndns_lookups = false\n"
     )
     return path
 

@@ -1,0 +1,117 @@
+"""The daemon's HTTP side (aiohttp): health checks and the confirmation page.
+
+The confirmation page is where an account's administrator answers a challenge from a
+browser.  GET only shows the request; nothing changes until the form is POSTed,
+because mail scanners and link previewers open every link in a mail.  The page is
+plain HTML from our autoescaped templates, works without JavaScript, and is sent with
+headers that keep the token out of caches, referrers and frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+
+from mailgate.runtime import Runtime
+from mailgate.store.db import translate_db_errors
+from mailgate.store.models import Account, Ticket
+from mailgate.verify import challenge
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+
+def make_app(rt: Runtime, on_change: Callable[[], None]) -> web.Application:
+    """``on_change`` is called after an answer queued mail (wakes the outbox)."""
+    app = web.Application(client_max_size=64 * 1024)
+    handlers = _Handlers(rt, on_change)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/confirm/{token}", handlers.show)
+    app.router.add_post("/confirm/{token}", handlers.act)
+    return app
+
+
+class _Handlers:
+    def __init__(self, rt: Runtime, on_change: Callable[[], None]) -> None:
+        self.rt = rt
+        self.on_change = on_change
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        def probe() -> None:
+            with self.rt.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(probe), timeout=5)
+        except Exception as exc:  # noqa: BLE001 -- any failure means "not ready"; say why
+            return web.Response(status=503, text=f"database: {exc}\n")
+        return web.Response(text="ready\n")
+
+    async def show(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        info = await asyncio.to_thread(self._describe, token)
+        status = 404 if info["state"] == "invalid" else 200
+        return self._page(info, status)
+
+    async def act(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        form = await request.post()
+        action = form.get("action")
+        if action not in ("confirm", "refuse"):
+            raise web.HTTPBadRequest(text="action must be confirm or refuse\n")
+        trust = form.get("trust") == "yes"
+
+        def apply() -> challenge.Outcome:
+            with translate_db_errors(), self.rt.sessions.begin() as session:
+                return challenge.answer(session, self.rt, token, action, trust=trust)  # type: ignore[arg-type]
+
+        outcome = await asyncio.to_thread(apply)
+        if outcome.result in ("confirmed", "refused"):
+            self.on_change()
+        info = await asyncio.to_thread(self._describe, token)
+        info["outcome"] = outcome.result
+        return self._page(info, 200 if outcome.result in ("confirmed", "refused") else 409)
+
+    def _describe(self, token: str) -> dict[str, Any]:
+        with self.rt.sessions() as session:
+            row = challenge.lookup(session, token)
+            if row is None:
+                return {"state": "invalid", "language": None, "outcome": None}
+            ticket = session.get_one(Ticket, row.ticket_id)
+            account = session.get_one(Account, row.account_id)
+            if row.used_at is not None:
+                state = row.outcome or "used"
+            elif row.expires_at <= self.rt.clock():
+                state = "expired"
+            else:
+                state = "open"
+            return {
+                "state": state,
+                "outcome": None,
+                "language": account.language or ticket.language,
+                "number": ticket.number,
+                "login": account.login,
+                "requester": ticket.requester,
+                "subject": ticket.subject[:200],
+                "expires": row.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            }
+
+    def _page(self, info: dict[str, Any], status: int) -> web.Response:
+        context = {k: v for k, v in info.items() if k != "language"}
+        html = self.rt.renderer.page("confirm", info.get("language"), **context)
+        return web.Response(
+            text=html, status=status, content_type="text/html", headers=PAGE_HEADERS
+        )

@@ -1,0 +1,305 @@
+"""Who is writing, end to end through the pipeline: authorized, confirmation challenge,
+consultative and quarantine paths, the challenge answered by reply, its expiry and
+reminder, single use under concurrency, and password redaction."""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import re
+import threading
+from email import policy as email_policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from mailgate import pipeline
+from mailgate.ingest.accept import Envelope, accept
+from mailgate.replies import outbox
+from mailgate.runtime import Runtime
+from mailgate.store.models import (
+    Account,
+    AccountAddress,
+    Article,
+    Challenge,
+    InboundMessage,
+    Ticket,
+)
+from mailgate.verify import challenge, directory
+from tests.conftest import make_runtime, make_settings
+from tests.dkimkeys import Key, make_key, sign
+from tests.support import FakeClock, FakeDns, make_mail
+
+SUPPORT = ("support@helpdesk.example",)
+
+
+@pytest.fixture(scope="module")
+def key() -> Key:
+    return make_key()
+
+
+@pytest.fixture
+def vrt(db_url: str, tmp_path: Path, clock: FakeClock, key: Key) -> Any:
+    dns = FakeDns(
+        {
+            "s1._domainkey.customer.example": key.txt,
+            "_dmarc.bank.example": "v=DMARC1; p=reject",
+        }
+    )
+    settings = make_settings(db_url, tmp_path, http={"public_url": "https://help.example.com"})
+    rt = make_runtime(settings, clock, dns)
+    with rt.sessions.begin() as s:
+        directory.upsert(
+            s,
+            directory.AccountSpec(
+                login="jkowalski",
+                admin="admin@customer.example",
+                language="pl",
+                addresses=(("jan@customer.example", "technical"),),
+                identifiers=(("domain", "sklep-jana.pl"), ("order", "40033")),
+            ),
+            clock(),
+        )
+    yield rt
+    rt.close()
+
+
+def deliver(rt: Runtime, raw: bytes, rcpt: tuple[str, ...] = SUPPORT) -> InboundMessage:
+    result = accept(rt.sessions, raw, Envelope("x@customer.example", rcpt), "smtp", clock=rt.clock)
+    while pipeline.run_pending(rt):
+        pass
+    with rt.sessions() as s:
+        return s.get_one(InboundMessage, result.inbound_id)
+
+
+def sent(rt: Runtime) -> list[EmailMessage]:
+    while outbox.flush(rt):
+        pass
+    box = mailbox.Maildir(rt.settings.outbound.maildir, factory=None, create=True)
+    out = []
+    for k in sorted(box.keys()):
+        out.append(email.message_from_bytes(box.get_bytes(k), policy=email_policy.default))
+    return out  # type: ignore[return-value]
+
+
+def ticket(rt: Runtime, number: int = 1) -> Ticket:
+    with rt.sessions() as s:
+        return s.scalars(select(Ticket).where(Ticket.number == number)).one()
+
+
+def body(msg: EmailMessage) -> str:
+    return msg.get_content()  # type: ignore[no-any-return]
+
+
+def test_registered_and_authenticated_sender_is_authorized(vrt: Runtime, key: Key) -> None:
+    row = deliver(vrt, sign(make_mail(subject="Zmiana DNS"), key, "customer.example"))
+    t = ticket(vrt)
+    assert t.authorization == "authorized"
+    assert "authorized:registered-and-authenticated" in row.rule_hits
+    assert "account:address:jan@customer.example" in row.rule_hits
+    [ack] = sent(vrt)
+    assert ack["To"] == "jan@customer.example"
+    assert "administrator" not in body(ack)
+    with vrt.sessions() as s:
+        article = s.scalars(select(Article).where(Article.direction == "in")).one()
+        assert article.auth is not None and article.auth["result"] == "pass"
+
+
+def test_registered_but_unauthenticated_sender_gets_a_challenge_to_the_admin(vrt: Runtime) -> None:
+    row = deliver(vrt, make_mail(subject="Proszę usunąć domenę"))
+    t = ticket(vrt)
+    assert t.authorization == "awaiting_confirmation"
+    assert "challenge:registered-unauthenticated" in row.rule_hits
+    mails = sent(vrt)
+    assert sorted(m["To"] for m in mails) == ["admin@customer.example", "jan@customer.example"]
+    request = next(m for m in mails if m["To"] == "admin@customer.example")
+    ack = next(m for m in mails if m["To"] == "jan@customer.example")
+    # The admin sees who asked and the subject, never the body.
+    assert "jan@customer.example" in body(request)
+    assert "Proszę usunąć domenę" in body(request)
+    assert "192.0.2.10" not in body(request)
+    assert re.search(r"https://help\.example\.com/confirm/[0-9a-f]{32}", body(request))
+    assert re.match(r"support\+confirm-[0-9a-f]{32}@helpdesk\.example", request["Reply-To"])
+    # The requester is told, without learning the admin address.
+    assert "administratora konta" in body(ack)
+    assert "admin@customer.example" not in body(ack)
+    with vrt.sessions() as s:
+        stored = s.scalars(select(Challenge)).one()
+        token = re.search(r"confirm-([0-9a-f]{32})", request["Reply-To"]).group(1)  # type: ignore[union-attr]
+        assert stored.token_hash == challenge.token_hash(token) != token
+        texts = " ".join(a.text for a in s.scalars(select(Article)))
+        assert token not in texts  # the token lives only in the mail
+
+
+def test_unknown_sender_naming_an_account_triggers_a_challenge(vrt: Runtime) -> None:
+    row = deliver(
+        vrt,
+        make_mail(sender="stranger@elsewhere.example", subject="Zamówienie #40033",
+                  body="Proszę o zmianę serwerów DNS dla sklep-jana.pl\n"),
+    )  # fmt: skip
+    assert ticket(vrt).authorization == "awaiting_confirmation"
+    assert "challenge:names-account" in row.rule_hits
+    assert "account:order=40033" in row.rule_hits
+    assert sorted(m["To"] for m in sent(vrt)) == [
+        "admin@customer.example",
+        "stranger@elsewhere.example",
+    ]
+
+
+def test_unknown_sender_naming_nothing_is_consultative(vrt: Runtime) -> None:
+    row = deliver(vrt, make_mail(sender="curious@elsewhere.example", subject="Ile kosztuje VPS?"))
+    assert ticket(vrt).authorization == "consultative"
+    assert "consultative:no-account" in row.rule_hits
+    [ack] = sent(vrt)
+    assert ack["To"] == "curious@elsewhere.example"
+    assert "zarejestrowanego adresu" in body(ack)
+
+
+def test_reply_to_pointing_at_a_registered_address_changes_nothing(vrt: Runtime) -> None:
+    deliver(vrt, make_mail(sender="mallory@evil.example", subject="hi",
+                           headers={"Reply-To": "jan@customer.example"}))  # fmt: skip
+    t = ticket(vrt)
+    assert (t.requester, t.authorization) == ("mallory@evil.example", "consultative")
+    assert [m["To"] for m in sent(vrt)] == ["mallory@evil.example"]
+
+
+def test_dmarc_reject_domain_without_authentication_is_quarantined_silently(vrt: Runtime) -> None:
+    row = deliver(vrt, make_mail(sender="ceo@bank.example", subject="wire money"))
+    assert (row.status, row.reason) == ("quarantined", "dmarc-fail")
+    assert sent(vrt) == []
+
+
+def admin_reply(token: str, first_line: str, sender: str = "admin@customer.example") -> bytes:
+    return make_mail(
+        sender=sender,
+        to=f"support+confirm-{token}@helpdesk.example",
+        subject="Re: [#1] potwierdzenie",
+        body=f"{first_line}\n\nOn Mon, someone wrote:\n> please confirm\n",
+    )
+
+
+def challenge_token(rt: Runtime) -> str:
+    request = next(m for m in sent(rt) if m["To"] == "admin@customer.example")
+    return re.search(r"confirm-([0-9a-f]{32})", request["Reply-To"]).group(1)  # type: ignore[union-attr]
+
+
+def test_admin_confirms_by_reply(vrt: Runtime) -> None:
+    deliver(vrt, make_mail(subject="Proszę usunąć domenę"))
+    token = challenge_token(vrt)
+    reply = admin_reply(token, "TAK")
+    row = deliver(vrt, reply, (f"support+confirm-{token}@helpdesk.example",))
+    assert row.verdict == "AnswerChallenge"
+    assert "challenge-outcome:confirmed" in row.rule_hits
+    assert ticket(vrt).authorization == "authorized"
+    result = [m for m in sent(vrt) if m["To"] == "jan@customer.example"][-1]
+    assert "potwierdzone" in result["Subject"]
+    # Replaying the same reply changes nothing.
+    again = deliver(vrt, admin_reply(token, "NIE").replace(b"Message-ID: <", b"Message-ID: <x"),
+                    (f"support+confirm-{token}@helpdesk.example",))  # fmt: skip
+    assert "challenge-outcome:used" in again.rule_hits
+    assert ticket(vrt).authorization == "authorized"
+
+
+def test_reply_from_someone_else_or_without_a_clear_answer_does_nothing(vrt: Runtime) -> None:
+    deliver(vrt, make_mail(subject="Proszę usunąć domenę"))
+    token = challenge_token(vrt)
+    rcpt = (f"support+confirm-{token}@helpdesk.example",)
+    forged = deliver(vrt, admin_reply(token, "TAK", sender="jan@customer.example"), rcpt)
+    assert "challenge-outcome:wrong-sender" in forged.rule_hits
+    unclear = deliver(vrt, admin_reply(token, "What is this about?"), rcpt)
+    assert unclear.verdict == "Discard" and "challenge-reply-unclear" in unclear.rule_hits
+    assert ticket(vrt).authorization == "awaiting_confirmation"
+    refused = deliver(vrt, admin_reply(token, "Nie, to nie ja."), rcpt)
+    assert "challenge-outcome:refused" in refused.rule_hits
+    assert ticket(vrt).authorization == "refused"
+
+
+def test_trust_always_adds_the_address_to_the_account(vrt: Runtime) -> None:
+    deliver(vrt, make_mail(sender="new.admin@agency.example", subject="Zamówienie #40033"))
+    token = challenge_token(vrt)
+    with vrt.sessions.begin() as s:
+        outcome = challenge.answer(s, vrt, token, "confirm", trust=True)
+    assert outcome.result == "confirmed"
+    with vrt.sessions() as s:
+        addresses = s.scalars(select(AccountAddress.address)).all()
+    assert "new.admin@agency.example" in addresses
+
+
+def test_twenty_concurrent_confirmations_succeed_exactly_once(vrt: Runtime) -> None:
+    deliver(vrt, make_mail(subject="Proszę usunąć domenę"))
+    token = challenge_token(vrt)
+    results: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def confirm() -> None:
+        barrier.wait()
+        for _ in range(50):  # SQLite may answer "locked" under this contention
+            try:
+                with vrt.sessions.begin() as s:
+                    results.append(challenge.answer(s, vrt, token, "confirm").result)
+                return
+            except Exception as exc:
+                if "locked" not in str(exc):
+                    raise
+
+    threads = [threading.Thread(target=confirm) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["confirmed"] + ["used"] * 19
+
+
+def test_expiry_and_single_reminder(vrt: Runtime, clock: FakeClock) -> None:
+    deliver(vrt, make_mail(subject="Proszę usunąć domenę"))
+    first = challenge_token(vrt)
+    clock.advance(hours=23)
+    assert challenge.sweep(vrt) == (0, 0)
+    clock.advance(hours=2)
+    assert challenge.sweep(vrt) == (0, 1)
+    assert challenge.sweep(vrt) == (0, 0)  # one reminder only
+    requests = [m for m in sent(vrt) if m["To"] == "admin@customer.example"]
+    assert len(requests) == 2 and "Przypomnienie" in requests[1]["Subject"]
+    clock.advance(hours=48)
+    with vrt.sessions.begin() as s:
+        assert challenge.answer(s, vrt, first, "confirm").result == "expired"
+    assert challenge.sweep(vrt) == (1, 0)
+    assert ticket(vrt).authorization == "consultative"
+    told = [m for m in sent(vrt) if m["To"] == "jan@customer.example"][-1]
+    assert "minął" in told["Subject"]
+    with vrt.sessions() as s:
+        assert {c.outcome for c in s.scalars(select(Challenge))} == {"expired"}
+
+
+def test_invalid_tokens_are_refused(vrt: Runtime) -> None:
+    with vrt.sessions.begin() as s:
+        assert challenge.answer(s, vrt, "0" * 32, "confirm").result == "invalid"
+        assert challenge.answer(s, vrt, "not-a-token", "confirm").result == "invalid"
+
+
+def test_pasted_password_is_redacted_and_the_sender_warned(vrt: Runtime) -> None:
+    row = deliver(vrt, make_mail(body="Login: jkowalski\nHasło: Zaq1@wsx\nProszę o reset.\n"))
+    with vrt.sessions() as s:
+        article = s.scalars(select(Article).where(Article.inbound_id == row.id)).one()
+        assert "Zaq1@wsx" not in article.text + article.body_text
+        assert "[password removed by mailgate]" in article.text
+        raw = s.get_one(InboundMessage, row.id).raw
+        assert b"Zaq1@wsx" in raw  # only the restricted inbound store keeps it
+    ack = next(m for m in sent(vrt) if m["To"] == "jan@customer.example")
+    assert "zmienić to hasło" in body(ack)
+
+
+def test_accounts_resolve_by_identifier_only_when_unambiguous(
+    vrt: Runtime, clock: FakeClock
+) -> None:
+    with vrt.sessions.begin() as s:
+        directory.upsert(s, directory.AccountSpec("other", "boss@other.example",
+                         identifiers=(("order", "50000"),)), clock())  # fmt: skip
+    row = deliver(vrt, make_mail(sender="x@unknown.example", subject="orders #40033 and #50000"))
+    assert "account:identifiers-name-several-accounts" in row.rule_hits
+    assert ticket(vrt).authorization == "consultative"
+    with vrt.sessions() as s:
+        assert len(s.scalars(select(Account)).all()) == 2
