@@ -95,6 +95,20 @@ class HelpdeskSettings:
 
 
 @dataclass(frozen=True)
+class DirectorySettings:
+    """An existing customer database, read through the admin's own SELECTs."""
+
+    url: str = ""  # SQLAlchemy URL; empty: only mailgate's own account tables
+    # Each query gets named parameters and returns rows (login, address, role):
+    # :address (the sender), :kind and :value (an identifier), :login.
+    address_query: str = ""
+    identifier_query: str = ""
+    account_query: str = ""
+    cache_seconds: int = 300
+    timeout: int = 5
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "text"  # text | json
@@ -117,6 +131,7 @@ class Settings:
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     helpdesk: HelpdeskSettings = field(default_factory=HelpdeskSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
 
@@ -302,6 +317,12 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
         problems.append("verify: need 0 < reminder_hours < challenge_hours")
     if s.http.public_url and not s.http.public_url.startswith(("http://", "https://")):
         problems.append("http.public_url: must start with http:// or https://")
+    if s.directory.url and not s.directory.account_query:
+        problems.append("directory.account_query: needed when directory.url is set")
+    for name in ("address_query", "identifier_query", "account_query"):
+        query = getattr(s.directory, name)
+        if query and not query.lstrip().lower().startswith("select"):
+            problems.append(f"directory.{name}: must be a SELECT")
     if "{number}" not in s.helpdesk.subject_tag:
         problems.append("helpdesk.subject_tag: must contain {number}")
     if not s.helpdesk.queues:

@@ -162,6 +162,8 @@ class Evidence:
     auth: AuthVerdict
     identifiers: Identifiers
     password_redacted: bool
+    # Accounts found in the company's customer database (copied in before resolving).
+    external_accounts: tuple[directory.AccountSpec, ...] = ()
 
 
 def gather(rt: Runtime, item: Claimed) -> Evidence:
@@ -185,7 +187,8 @@ def gather(rt: Runtime, item: Claimed) -> Evidence:
     )
     parsed, redacted = _redact(parsed)
     identifiers = extract(parsed.subject, parsed.text, ignore_domains=own_domains(rt))
-    return Evidence(parsed, classification, auth, identifiers, redacted)
+    external = tuple(rt.external.lookup(sender, identifiers)) if rt.external else ()
+    return Evidence(parsed, classification, auth, identifiers, redacted, external)
 
 
 def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:
@@ -234,6 +237,8 @@ def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence
         duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
     queue, helpdesk_address = route(rt, item.rcpt_to, parsed)
     token = challenge.find_token([*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))])
+    for spec in ev.external_accounts:
+        directory.upsert(session, spec, rt.clock())
     facts = policy.Facts(
         parsed=parsed,
         classification=ev.classification,

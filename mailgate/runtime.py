@@ -19,6 +19,7 @@ from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.verify.authn import DnsFunc
+from mailgate.verify.external import ExternalDirectory
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Runtime:
     # DNS TXT lookups for DKIM keys and DMARC policies (dkimpy's signature); tests
     # inject a fake resolver.
     dns: DnsFunc = get_txt
+    # The company's own customer database, when [directory] url is set.
+    external: ExternalDirectory | None = None
 
     @classmethod
     def create(
@@ -46,6 +49,9 @@ class Runtime:
             transport=make_transport(settings),
             clock=clock,
             dns=dns or (get_txt if settings.verify.dns_lookups else no_dns),
+            external=ExternalDirectory(settings.directory, clock)
+            if settings.directory.url
+            else None,
         )
 
     @property
@@ -55,6 +61,8 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.external is not None:
+            self.external.close()
 
 
 def no_dns(name: bytes, timeout: float = 0) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,8 @@ from sqlalchemy.orm import Session
 
 from mailgate.store.models import Account, AccountAddress, AccountIdentifier
 from mailgate.verify.identity import Identifiers, normalize
+
+log = logging.getLogger(__name__)
 
 ROLES = ("admin", "technical", "billing", "abuse")
 IDENTIFIER_KINDS = ("domain", "contract", "order", "ip", "service")
@@ -177,9 +180,19 @@ def upsert(session: Session, spec: AccountSpec, now: datetime) -> Account:
     have_ids = {(i.kind, i.value) for i in account.identifiers}
     for kind, raw in spec.identifiers:
         key = (kind, normalize(kind, raw))
-        if key not in have_ids:
-            account.identifiers.append(AccountIdentifier(kind=kind, value=key[1]))
-            have_ids.add(key)
+        if key in have_ids:
+            continue
+        owner = session.scalar(
+            select(AccountIdentifier.account_id).where(
+                AccountIdentifier.kind == key[0], AccountIdentifier.value == key[1]
+            )
+        )
+        if owner is not None:
+            # An identifier names one account; the first registration keeps it.
+            log.warning("%s %s already belongs to another account; not added", *key)
+            continue
+        account.identifiers.append(AccountIdentifier(kind=kind, value=key[1]))
+        have_ids.add(key)
     session.flush()
     return account
 
