@@ -181,3 +181,70 @@ def test_confirm_page_get_shows_post_confirms(db_url: str, tmp_path: Path, sink:
         assert (listed["authorization"], listed["account"]) == ("authorized", "jkowalski")
     finally:
         rt.close()
+
+
+def test_each_decision_path_over_smtp_shows_who_gets_mail(
+    db_url: str, tmp_path: Path, sink: RelaySink
+) -> None:
+    from tests.dkimkeys import make_key, sign
+    from tests.support import FakeDns
+
+    key = make_key()
+    dns = FakeDns(
+        {"s1._domainkey.customer.example": key.txt, "_dmarc.bank.example": "v=DMARC1; p=reject"}
+    )
+    config = write_config(tmp_path, db_url)
+    run(config, "accounts", "add", "jkowalski", "--admin", "admin@customer.example",
+        "--address", "jan@customer.example:technical", "--order", "40033")  # fmt: skip
+    settings = make_settings(db_url, tmp_path, outbound={"relay": f"127.0.0.1:{sink.port}"})
+    rt = make_runtime(settings, dns=dns)
+    cases = [
+        (
+            "authorized",
+            "jan@customer.example",
+            sign(make_mail(subject="a"), key, "customer.example"),
+        ),
+        ("challenge", "jan@customer.example", make_mail(subject="b")),
+        (
+            "names-account",
+            "who@else.example",
+            make_mail(sender="who@else.example", subject="#40033"),
+        ),
+        (
+            "consultative",
+            "who@else.example",
+            make_mail(sender="who@else.example", subject="price?"),
+        ),
+        ("dmarc-fail", "ceo@bank.example", make_mail(sender="ceo@bank.example", subject="pay")),
+    ]
+    expected = {
+        "authorized": ["jan@customer.example"],
+        "challenge": ["admin@customer.example", "jan@customer.example"],
+        "names-account": ["admin@customer.example", "who@else.example"],
+        "consultative": ["who@else.example"],
+        "dmarc-fail": [],
+    }
+    try:
+        with DaemonThread(rt) as d, smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as c:
+            total = 0
+            for name, sender, raw in cases:
+                c.sendmail(sender, ["support@helpdesk.example"], raw)
+                total += len(expected[name])
+                got = sink.wait_for(total)[total - len(expected[name]) :]
+                assert sorted(m.rcpt_tos[0] for m in got) == expected[name], name
+                assert all(m.mail_from in ("", "<>") for m in got)
+        tickets = {
+            t["subject"]: t["authorization"]
+            for t in json.loads(run(config, "tickets", "list", "--json"))
+        }
+        assert tickets == {
+            "a": "authorized",
+            "b": "awaiting_confirmation",
+            "#40033": "awaiting_confirmation",
+            "price?": "consultative",
+        }
+        [held] = json.loads(run(config, "quarantine", "list", "--json"))
+        assert held["reason"] == "dmarc-fail"
+        assert len(sink.messages) == 6  # and nothing went out for the quarantined one
+    finally:
+        rt.close()
