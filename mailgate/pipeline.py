@@ -20,11 +20,11 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from mailgate import autoreply, correlate, policy
-from mailgate.errors import DatabaseUnavailable, PermanentError
+from mailgate.errors import PermanentError
 from mailgate.message import Classification, ParsedMessage
 from mailgate.parse import parse
 from mailgate.replies import notify
@@ -81,9 +81,9 @@ class Worker:
                 self._release()
             batch = claim(self.rt, limit)
         self.unsettled.update((item.id, item.attempts) for item in batch)
-        for item in batch:
-            process(self.rt, item)
-            del self.unsettled[item.id]
+        if batch:
+            process_batch(self.rt, batch)
+        self.unsettled.clear()
         return len(batch)
 
     def _release(self) -> None:
@@ -203,26 +203,48 @@ def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:
 
 
 def process(rt: Runtime, item: Claimed) -> None:
-    """Process one claimed message.
+    """Process one claimed message (a batch of one)."""
+    process_batch(rt, [item])
 
-    Never raises for a problem with the message; raises ``DatabaseUnavailable`` only
-    when the database cannot even record the failure (the caller still holds the claim).
+
+def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
+    """Process claimed messages: facts for all first, then one transaction.
+
+    Each message is applied inside its own savepoint, so one that fails rolls back alone
+    and has its failure recorded, while the batch shares one commit (one fsync instead
+    of one per message).  Never raises for a problem with a message; raises
+    ``DatabaseUnavailable`` when the database goes away (the caller still holds the
+    claims and releases them).
     """
-    try:
-        evidence = gather(rt, item)
-        with translate_db_errors(), rt.sessions.begin() as session:
-            _decide_and_apply(session, rt, item, evidence)
-    except DatabaseUnavailable:
-        raise  # the worker still holds the claim and releases it when the DB is back
-    except PermanentError as exc:
-        _fail(rt, item, exc, permanent=True)
-    except IntegrityError as exc:
-        # A concurrent worker stored the same article first; the retry sees it as a
-        # duplicate.
-        _fail(rt, item, exc, permanent=False)
-    except Exception as exc:  # the per-message boundary: log, retry, never lose
-        log.exception("processing inbound id=%s failed", item.id)
-        _fail(rt, item, exc, permanent=False)
+    evidence: dict[int, Evidence] = {}
+    failed: dict[int, tuple[BaseException, bool]] = {}
+    for item in batch:
+        try:
+            evidence[item.id] = gather(rt, item)
+        except PermanentError as exc:
+            failed[item.id] = (exc, True)
+        except Exception as exc:  # the per-message boundary: log, retry, never lose
+            log.exception("facts for inbound id=%s failed", item.id)
+            failed[item.id] = (exc, False)
+    with translate_db_errors(), rt.sessions.begin() as session:
+        for item in batch:
+            if item.id in failed:
+                _record_failure(session, rt, item, *failed[item.id])
+                continue
+            try:
+                with session.begin_nested():
+                    _decide_and_apply(session, rt, item, evidence[item.id])
+            except (OperationalError, InterfaceError):
+                raise  # the database itself: translated, the batch is released
+            except PermanentError as exc:
+                _record_failure(session, rt, item, exc, True)
+            except IntegrityError as exc:
+                # A concurrent worker stored the same article first; the retry sees
+                # it as a duplicate.
+                _record_failure(session, rt, item, exc, False)
+            except Exception as exc:  # the per-message boundary: log, retry, never lose
+                log.exception("processing inbound id=%s failed", item.id)
+                _record_failure(session, rt, item, exc, False)
 
 
 def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence) -> None:
@@ -440,25 +462,25 @@ def dedup_key(parsed: ParsedMessage, raw: bytes) -> str | None:
     return hashlib.sha256(material).hexdigest()
 
 
-def _fail(rt: Runtime, item: Claimed, exc: BaseException, *, permanent: bool) -> None:
+def _record_failure(
+    session: Session, rt: Runtime, item: Claimed, exc: BaseException, permanent: bool
+) -> None:
     p = rt.settings.processing
-    now = rt.clock()
     reason = exc.reason if isinstance(exc, PermanentError) else None
-    with translate_db_errors(), rt.sessions.begin() as session:
-        row = session.get(InboundMessage, item.id)
-        if row is None or row.attempts != item.attempts:
-            return
-        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
-        row.lease_until = None
-        if permanent or row.attempts >= p.max_attempts:
-            row.status = "quarantined"
-            row.reason = reason or "attempts-exhausted"
-            row.verdict = "Quarantine"
-            log.warning("inbound id=%s quarantined: %s", item.id, row.last_error)
-        else:
-            row.status = "retry"
-            delay = p.retry_base_seconds * 2 ** (row.attempts - 1)
-            row.next_attempt_at = now + timedelta(seconds=delay)
+    row = session.get(InboundMessage, item.id)
+    if row is None or row.attempts != item.attempts:
+        return
+    row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+    row.lease_until = None
+    if permanent or row.attempts >= p.max_attempts:
+        row.status = "quarantined"
+        row.reason = reason or "attempts-exhausted"
+        row.verdict = "Quarantine"
+        log.warning("inbound id=%s quarantined: %s", item.id, row.last_error)
+    else:
+        row.status = "retry"
+        delay = p.retry_base_seconds * 2 ** (row.attempts - 1)
+        row.next_attempt_at = rt.clock() + timedelta(seconds=delay)
 
 
 def pending_count(session: Session) -> int:

@@ -9,6 +9,8 @@ so an unreachable server turns into a temporary failure within seconds.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,9 +56,39 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    # SQLite has one writer at a time.  Threads of this process queue on a Python lock
+    # (woken at once) rather than on SQLite's busy handler, which sleeps in steps of up
+    # to 100 ms; other processes (the CLI) still wait through busy_timeout.
+    writer = threading.Lock()
+    held = "mailgate_writer_lock"
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not writer.acquire(timeout=busy_timeout_ms / 1000):
+            raise exc.OperationalError(
+                "BEGIN IMMEDIATE",
+                None,
+                sqlite3.OperationalError("database is locked (writer queue)"),
+            )
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writer.release()
+            raise
+        conn.info[held] = True
+
+    def _release(conn: Any) -> None:
+        if conn.info.pop(held, False):
+            writer.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        # A connection returned mid-transaction (an error path) must not keep the lock.
+        if record.info.pop(held, False):
+            writer.release()
 
     return engine
 

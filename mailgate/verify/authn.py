@@ -161,6 +161,9 @@ def _judge_dkim(
     raw: bytes, from_domain: str, dnsfunc: DnsFunc, now: datetime
 ) -> tuple[bool, list[str]]:
     notes: list[str] = []
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if b"dkim-signature" not in head.lower():
+        return False, ["dkim:none"]  # skip dkimpy's own full parse of the message
     try:
         checker = dkim.DKIM(raw, logger=_QUIET, timeout=DNS_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 -- a message dkimpy cannot read has no valid signature
