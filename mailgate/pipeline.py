@@ -164,7 +164,9 @@ def process(rt: Runtime, item: Claimed) -> None:
             own_message_id_domains=own_domains(rt),
         )
         with translate_db_errors(), rt.sessions.begin() as session:
-            _decide_and_apply(session, rt, item, parsed, classification)
+            verdict = _decide_and_apply(session, rt, item, parsed, classification)
+        if verdict is not None:
+            rt.metrics.processed.labels(verdict).inc()
     except DatabaseUnavailable:
         raise  # the worker still holds the claim and releases it when the DB is back
     except PermanentError as exc:
@@ -184,10 +186,11 @@ def _decide_and_apply(
     item: Claimed,
     parsed: ParsedMessage,
     classification: Classification,
-) -> None:
+) -> str | None:
+    """Decide and apply in the caller's transaction; return the verdict's name."""
     row = session.get(InboundMessage, item.id)
     if row is None or row.status != "processing" or row.attempts != item.attempts:
-        return  # someone else took it over after our lease ran out
+        return None  # someone else took it over after our lease ran out
     sender = parsed.from_.address if parsed.from_ else None
     dedup = dedup_key(parsed, item.raw)
     duplicate_of = None
@@ -228,7 +231,7 @@ def _decide_and_apply(
             session.flush()
             _add_article(session, ticket.id, row, parsed, sender, dedup, internal=False)
             if verdict.acknowledge:
-                _acknowledge(session, rt, ticket, parsed, sender)
+                _acknowledge(session, rt, ticket, parsed, sender, item.id)
             row.ticket_id = ticket.id
         case policy.AppendToTicket():
             ticket = session.get_one(Ticket, verdict.ticket_id)
@@ -257,7 +260,9 @@ def _decide_and_apply(
         row.verdict,
         row.ticket_id,
         ",".join(verdict.hits),
+        extra={"trace": item.id},
     )
+    return row.verdict
 
 
 def _add_article(
@@ -307,7 +312,12 @@ def _store_blob(session: Session, sha256: str, data: bytes) -> None:
 
 
 def _acknowledge(
-    session: Session, rt: Runtime, ticket: Ticket, parsed: ParsedMessage, sender: str
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    parsed: ParsedMessage,
+    sender: str,
+    inbound_id: int,
 ) -> None:
     rendered = rt.renderer.render(
         "ack",
@@ -330,6 +340,7 @@ def _acknowledge(
         mail_from="",
         rcpt_to=[sender],
         rendered=rendered,
+        inbound_id=inbound_id,
     )
     session.add(
         Article(
@@ -399,6 +410,7 @@ def _fail(rt: Runtime, item: Claimed, exc: BaseException, *, permanent: bool) ->
     p = rt.settings.processing
     now = rt.clock()
     reason = exc.reason if isinstance(exc, PermanentError) else None
+    quarantined = False
     with translate_db_errors(), rt.sessions.begin() as session:
         row = session.get(InboundMessage, item.id)
         if row is None or row.attempts != item.attempts:
@@ -409,11 +421,16 @@ def _fail(rt: Runtime, item: Claimed, exc: BaseException, *, permanent: bool) ->
             row.status = "quarantined"
             row.reason = reason or "attempts-exhausted"
             row.verdict = "Quarantine"
-            log.warning("inbound id=%s quarantined: %s", item.id, row.last_error)
+            log.warning(
+                "inbound id=%s quarantined: %s", item.id, row.last_error, extra={"trace": item.id}
+            )
+            quarantined = True
         else:
             row.status = "retry"
             delay = p.retry_base_seconds * 2 ** (row.attempts - 1)
             row.next_attempt_at = now + timedelta(seconds=delay)
+    if quarantined:
+        rt.metrics.processed.labels("Quarantine").inc()
 
 
 def pending_count(session: Session) -> int:

@@ -1,4 +1,5 @@
-"""The wiring every entry point shares: settings, database, clock, outgoing transport.
+"""The wiring every entry point shares: settings, database, clock, outgoing transport,
+and the metrics registry of this process.
 
 Built once by the CLI (``Runtime.create``) or by a test with its own parts, then passed
 explicitly; nothing in mailgate reads process-global state.
@@ -6,13 +7,14 @@ explicitly; nothing in mailgate reads process-global state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
+from mailgate.metrics import Metrics
 from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
@@ -27,6 +29,7 @@ class Runtime:
     renderer: Renderer
     transport: Transport
     clock: Clock = utcnow
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock = utcnow) -> Runtime:
@@ -44,6 +47,15 @@ class Runtime:
     def parse_limits(self) -> ParseLimits:
         p = self.settings.processing
         return ParseLimits(max_header_bytes=p.max_header_bytes, max_mime_depth=p.max_mime_depth)
+
+    def reload(self, settings: Settings) -> None:
+        """Take new settings (SIGHUP): templates and the relay are rebuilt from them.
+
+        The database and listeners are not touched; the daemon keeps their old values.
+        """
+        self.settings = settings
+        self.renderer = Renderer(settings)
+        self.transport = make_transport(settings)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -63,7 +63,7 @@ def test_customer_mail_becomes_a_ticket_and_the_ack_reaches_their_inbox(
     send(postfix, ALICE, SUPPORT, msgid, "VPS 192.0.2.10 is down", "Since 7:00 no ping.")
     ack = dovecot.find(ALICE, "In-Reply-To", msgid)
     ticket = ticket_of(db, msgid)
-    assert ticket.requester == ALICE and ticket.queue == "technical"
+    assert ticket.requester == ALICE and ticket.queue == "support"
     assert ticket.subject == "VPS 192.0.2.10 is down"
     assert f"Subject: [#{ticket.number}]".encode() in ack
     assert b"Auto-Submitted: auto-replied" in ack
