@@ -1,28 +1,38 @@
 """The daemon: listeners, the processing worker, the outbox sender, the scheduler and
-the health endpoints, all on one asyncio loop.
+the HTTP endpoints (health, readiness, Prometheus metrics), all on one asyncio loop.
 
 Database work runs in threads (``asyncio.to_thread``) so the SMTP sessions never wait
 on it.  ``accept`` wakes the worker; the worker wakes the outbox; an APScheduler job
 wakes both every ``processing.sweep_seconds`` to pick up retries whose time has come
-and messages whose worker died.  ``stop`` closes the listeners first, waits for
-sessions that are storing a message, then lets the worker finish its current message.
+and messages whose worker died.
+
+Lifecycle.  SIGTERM starts a drain: the listening sockets stay open but every new
+connection is greeted with 421 4.3.2 and closed, and a new MAIL on an open connection
+gets the same, so an MTA defers at once instead of timing out; transactions already
+past MAIL may finish (up to ``daemon.shutdown_seconds``), then the worker finishes
+its batch and the process exits 0.  SIGHUP re-reads the config file and applies what
+does not need new sockets or a new database: templates, relay, helpdesk addresses,
+limits, logging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
+import weakref
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailgate import pipeline
-from mailgate.config import parse_hostport
+from mailgate import logs, pipeline
+from mailgate.config import Settings, parse_hostport
 from mailgate.errors import MailgateError
-from mailgate.ingest.smtp import IngestHandler, protocol_factory
+from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
 from mailgate.replies import outbox
 from mailgate.runtime import Runtime
 from mailgate.verify import challenge
@@ -31,11 +41,33 @@ from mailgate.webapp import make_app
 log = logging.getLogger(__name__)
 
 BATCH = 20
+# Sections whose change needs a restart: they own sockets or the database pool.
+RESTART_ONLY = ("database", "smtp", "lmtp", "http")
+
+
+class _Refuse(asyncio.Protocol):
+    """What a new connection meets during the drain: 421, then the door closes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(f"{SHUTTING_DOWN}\r\n".encode())
+        transport.close()
+
+
+def _in_transaction(session: SMTP) -> bool:
+    """True while a client is between MAIL and the end of DATA (or RSET)."""
+    transport = session.transport
+    if transport is None or transport.is_closing():
+        return False
+    envelope = session.envelope
+    return envelope is not None and envelope.mail_from is not None
 
 
 class Daemon:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.draining = False
+        self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._handlers: list[IngestHandler] = []
@@ -58,11 +90,13 @@ class Daemon:
                 continue
             host, port = parse_hostport(listener.listen)
             factory, handler = protocol_factory(self.rt, lmtp, self._work.set)
-            server = await loop.create_server(factory, host, port)
+            server = await loop.create_server(self._guard(factory), host, port)
             self._servers.append(server)
             self._handlers.append(handler)
             self.ports[name] = server.sockets[0].getsockname()[1]
             log.info("%s listening on %s:%s", name, host, self.ports[name])
+        self.rt.metrics.watch_store(self.rt.sessions, self.rt.clock)
+        self.rt.metrics.up.set(len(self._servers))
         if settings.http.listen:
             await self._start_http()
         self._tasks = [
@@ -98,6 +132,16 @@ class Daemon:
             log.info("challenges: %s expired, %s reminded", expired, reminded)
             self._send.set()
 
+    def _guard(self, factory: Callable[[], SMTP]) -> Callable[[], asyncio.Protocol]:
+        def build() -> asyncio.Protocol:
+            if self.draining:
+                return _Refuse()
+            session = factory()
+            self._sessions.add(session)
+            return session
+
+        return build
+
     def _sweep(self) -> None:
         self._work.set()
         self._send.set()
@@ -130,22 +174,58 @@ class Daemon:
         return await asyncio.to_thread(outbox.flush, self.rt, BATCH)
 
     async def _start_http(self) -> None:
-        self._http = web.AppRunner(make_app(self.rt, self._send.set), access_log=None)
+        self._http = web.AppRunner(
+            make_app(self.rt, self._send.set, self._not_ready), access_log=None
+        )
         await self._http.setup()
         host, port = parse_hostport(self.rt.settings.http.listen)
         site = web.TCPSite(self._http, host, port)
         await site.start()
         self.ports["http"] = int(self._http.addresses[0][1])
 
-    async def stop(self, timeout: float = 30) -> None:
-        for server in self._servers:
-            server.close()
-        deadline = asyncio.get_running_loop().time() + timeout
-        while any(h.in_flight for h in self._handlers):
-            if asyncio.get_running_loop().time() > deadline:
-                log.warning("stop: giving up on in-flight SMTP sessions")
+    def _not_ready(self) -> str | None:
+        """Why the daemon itself is not ready (draining, a listener down), or None."""
+        if self.draining:
+            return "shutting down"
+        down = [s for s in self._servers if not s.is_serving()]
+        return f"listeners: {len(down)} not serving" if down else None
+
+    def reload(self, new: Settings) -> None:
+        """Apply re-read settings, keeping the sections that own sockets and the DB."""
+        old = self.rt.settings
+        for name in RESTART_ONLY:
+            if getattr(new, name) != getattr(old, name):
+                log.warning("reload: [%s] changed; it takes effect after a restart", name)
+        kept = {name: getattr(old, name) for name in RESTART_ONLY}
+        self.rt.reload(dataclasses.replace(new, **kept))
+        logs.configure(self.rt.settings.log)
+        log.info("reload: configuration and templates re-read")
+
+    async def stop(self, timeout: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if timeout is None:
+            timeout = self.rt.settings.daemon.shutdown_seconds
+        deadline = loop.time() + timeout
+        self.draining = True
+        for handler in self._handlers:
+            handler.draining = True
+        self.rt.metrics.up.set(0)
+
+        def busy() -> bool:
+            sessions = any(_in_transaction(s) for s in list(self._sessions))
+            return sessions or any(h.in_flight for h in self._handlers)
+
+        while busy():
+            if loop.time() > deadline:
+                log.warning("stop: giving up on open SMTP/LMTP transactions")
                 break
             await asyncio.sleep(0.05)
+        for server in self._servers:
+            server.close()
+        for session in list(self._sessions):
+            if session.transport is not None:
+                session.transport.close()
+        timeout = max(deadline - loop.time(), 1.0)
         self._stopping.set()
         self._work.set()
         self._send.set()
@@ -162,15 +242,30 @@ class Daemon:
                 await asyncio.wait_for(server.wait_closed(), timeout=1)
 
 
-async def serve(rt: Runtime) -> None:
-    """Run until SIGTERM or SIGINT."""
+async def serve(rt: Runtime, reread: Callable[[], Settings] | None = None) -> None:
+    """Run until SIGTERM or SIGINT; on SIGHUP apply ``reread()``."""
     daemon = Daemon(rt)
     await daemon.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if reread is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reloader(daemon, reread))
     log.info("mailgate ready: %s", ", ".join(f"{k}={v}" for k, v in daemon.ports.items()))
     await stop.wait()
-    log.info("stopping")
+    log.info("stopping: draining for up to %ss", rt.settings.daemon.shutdown_seconds)
     await daemon.stop()
+    log.info("stopped")
+
+
+def _reloader(daemon: Daemon, reread: Callable[[], Settings]) -> Callable[[], None]:
+    def reload() -> None:
+        try:
+            settings = reread()
+        except MailgateError as exc:  # a broken file must not take the daemon down
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        daemon.reload(settings)
+
+    return reload

@@ -96,9 +96,29 @@ def serve(ctx: Context) -> None:
     rt = ctx.runtime()
     _require_schema(rt)
     try:
-        asyncio.run(app.serve(rt))
+        # SIGHUP re-reads the same file and environment the daemon started from.
+        asyncio.run(app.serve(rt, reread=lambda: load(ctx.config_path)))
     finally:
         rt.close()
+
+
+@main.command("check")
+@pass_ctx
+def check_cmd(ctx: Context) -> None:
+    """Check config, database and schema, templates and the relay; exit 1 on a problem."""
+    from mailgate.check import report, run_checks
+
+    settings = ctx.settings  # a bad config exits 78 here, listing every problem
+    click.echo(f"ok   config     {ctx.config_path or '(built-in defaults)'}")
+    rt = Runtime.create(settings)
+    try:
+        findings = run_checks(rt)
+    finally:
+        rt.close()
+    for line in report(findings):
+        click.echo(line)
+    if not all(f.ok for f in findings):
+        sys.exit(1)
 
 
 @main.group()

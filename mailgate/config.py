@@ -64,6 +64,12 @@ class VerifySettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    shutdown_seconds: int = 30  # SIGTERM: how long open transactions may finish
+    outbox_stuck_seconds: int = 900  # /readyz fails when due mail waits longer
+
+
+@dataclass(frozen=True)
 class OutboundSettings:
     relay: str = ""  # "host:port"; empty: deliver into the Maildir below
     maildir: str = "var/sent"
@@ -127,6 +133,7 @@ class Settings:
     )
     lmtp: ListenerSettings = field(default_factory=ListenerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     helpdesk: HelpdeskSettings = field(default_factory=HelpdeskSettings)
@@ -338,6 +345,8 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
         ("lmtp.max_message_size", s.lmtp.max_message_size),
         ("outbound.timeout", s.outbound.timeout),
         ("database.connect_timeout", s.database.connect_timeout),
+        ("daemon.shutdown_seconds", s.daemon.shutdown_seconds),
+        ("daemon.outbox_stuck_seconds", s.daemon.outbox_stuck_seconds),
     ):
         if number <= 0:
             problems.append(f"{where}: must be positive")

@@ -216,6 +216,7 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
     ``DatabaseUnavailable`` when the database goes away (the caller still holds the
     claims and releases them).
     """
+    outcomes: list[str] = []
     evidence: dict[int, Evidence] = {}
     failed: dict[int, tuple[BaseException, bool]] = {}
     for item in batch:
@@ -229,28 +230,33 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
     with translate_db_errors(), rt.sessions.begin() as session:
         for item in batch:
             if item.id in failed:
-                _record_failure(session, rt, item, *failed[item.id])
+                outcomes.append(_record_failure(session, rt, item, *failed[item.id]))
                 continue
             try:
                 with session.begin_nested():
-                    _decide_and_apply(session, rt, item, evidence[item.id])
+                    outcomes.append(_decide_and_apply(session, rt, item, evidence[item.id]))
             except (OperationalError, InterfaceError):
                 raise  # the database itself: translated, the batch is released
             except PermanentError as exc:
-                _record_failure(session, rt, item, exc, True)
+                outcomes.append(_record_failure(session, rt, item, exc, True))
             except IntegrityError as exc:
                 # A concurrent worker stored the same article first; the retry sees
                 # it as a duplicate.
-                _record_failure(session, rt, item, exc, False)
+                outcomes.append(_record_failure(session, rt, item, exc, False))
             except Exception as exc:  # the per-message boundary: log, retry, never lose
-                log.exception("processing inbound id=%s failed", item.id)
-                _record_failure(session, rt, item, exc, False)
+                log.exception("processing inbound id=%s failed", item.id, extra={"trace": item.id})
+                outcomes.append(_record_failure(session, rt, item, exc, False))
+    for outcome in outcomes:  # counted once the batch is committed
+        if outcome:
+            rt.metrics.processed.labels(outcome).inc()
 
 
-def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence) -> None:
+def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence) -> str:
+    """Decide and apply in the caller's transaction; return the verdict's name ("" when
+    another worker took the message over)."""
     row = session.get(InboundMessage, item.id)
     if row is None or row.status != "processing" or row.attempts != item.attempts:
-        return  # someone else took it over after our lease ran out
+        return ""  # someone else took it over after our lease ran out
     parsed = ev.parsed
     sender = parsed.from_.address if parsed.from_ else None
     dedup = dedup_key(parsed, item.raw)
@@ -307,7 +313,7 @@ def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence
             if verdict.challenge and account is not None:
                 challenge.open_challenge(session, rt, ticket, account, ticket.requester_name)
             if verdict.acknowledge:
-                _acknowledge(session, rt, ticket, ev, sender)
+                _acknowledge(session, rt, ticket, ev, sender, item.id)
             row.ticket_id = ticket.id
         case policy.AppendToTicket():
             ticket = session.get_one(Ticket, verdict.ticket_id)
@@ -345,7 +351,9 @@ def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence
         row.verdict,
         row.ticket_id,
         ",".join(hits),
+        extra={"trace": item.id},
     )
+    return row.verdict
 
 
 def _add_article(
@@ -396,7 +404,9 @@ def _store_blob(session: Session, sha256: str, data: bytes) -> None:
     session.execute(insert(Blob).values(**values).on_conflict_do_nothing())
 
 
-def _acknowledge(session: Session, rt: Runtime, ticket: Ticket, ev: Evidence, sender: str) -> None:
+def _acknowledge(
+    session: Session, rt: Runtime, ticket: Ticket, ev: Evidence, sender: str, inbound_id: int
+) -> None:
     notify.send(
         session,
         rt,
@@ -410,6 +420,7 @@ def _acknowledge(session: Session, rt: Runtime, ticket: Ticket, ev: Evidence, se
             "authorization": ticket.authorization,
             "password_redacted": ev.password_redacted,
         },
+        inbound_id=inbound_id,
     )
 
 
@@ -464,23 +475,28 @@ def dedup_key(parsed: ParsedMessage, raw: bytes) -> str | None:
 
 def _record_failure(
     session: Session, rt: Runtime, item: Claimed, exc: BaseException, permanent: bool
-) -> None:
+) -> str:
+    """Record a failed attempt; return "Quarantine" when the message was quarantined."""
     p = rt.settings.processing
     reason = exc.reason if isinstance(exc, PermanentError) else None
     row = session.get(InboundMessage, item.id)
     if row is None or row.attempts != item.attempts:
-        return
+        return ""
     row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
     row.lease_until = None
     if permanent or row.attempts >= p.max_attempts:
         row.status = "quarantined"
         row.reason = reason or "attempts-exhausted"
         row.verdict = "Quarantine"
-        log.warning("inbound id=%s quarantined: %s", item.id, row.last_error)
+        log.warning(
+            "inbound id=%s quarantined: %s", item.id, row.last_error, extra={"trace": item.id}
+        )
+        return "Quarantine"
     else:
         row.status = "retry"
         delay = p.retry_base_seconds * 2 ** (row.attempts - 1)
         row.next_attempt_at = rt.clock() + timedelta(seconds=delay)
+    return ""
 
 
 def pending_count(session: Session) -> int:

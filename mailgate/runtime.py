@@ -1,4 +1,5 @@
-"""The wiring every entry point shares: settings, database, clock, outgoing transport.
+"""The wiring every entry point shares: settings, database, clock, outgoing transport,
+and the metrics registry of this process.
 
 Built once by the CLI (``Runtime.create``) or by a test with its own parts, then passed
 explicitly; nothing in mailgate reads process-global state.
@@ -6,7 +7,7 @@ explicitly; nothing in mailgate reads process-global state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dkim.dnsplug import get_txt
 from sqlalchemy import Engine
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
+from mailgate.metrics import Metrics
 from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
@@ -35,6 +37,7 @@ class Runtime:
     dns: DnsFunc = get_txt
     # The company's own customer database, when [directory] url is set.
     external: ExternalDirectory | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def create(
@@ -58,6 +61,15 @@ class Runtime:
     def parse_limits(self) -> ParseLimits:
         p = self.settings.processing
         return ParseLimits(max_header_bytes=p.max_header_bytes, max_mime_depth=p.max_mime_depth)
+
+    def reload(self, settings: Settings) -> None:
+        """Take new settings (SIGHUP): templates and the relay are rebuilt from them.
+
+        The database and listeners are not touched; the daemon keeps their old values.
+        """
+        self.settings = settings
+        self.renderer = Renderer(settings)
+        self.transport = make_transport(settings)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,4 +1,5 @@
-"""The daemon's HTTP side (aiohttp): health checks and the confirmation page.
+"""The daemon's HTTP side (aiohttp): health checks, Prometheus metrics and the
+confirmation page.
 
 The confirmation page is where an account's administrator answers a challenge from a
 browser.  GET only shows the request; nothing changes until the form is POSTed,
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select, text
 
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
-from mailgate.store.models import Account, Ticket
+from mailgate.store.models import Account, OutboxMessage, Ticket
 from mailgate.verify import challenge
 
 PAGE_HEADERS = {
@@ -30,35 +33,71 @@ PAGE_HEADERS = {
 }
 
 
-def make_app(rt: Runtime, on_change: Callable[[], None]) -> web.Application:
-    """``on_change`` is called after an answer queued mail (wakes the outbox)."""
+def make_app(
+    rt: Runtime,
+    on_change: Callable[[], None],
+    not_ready: Callable[[], str | None] = lambda: None,
+) -> web.Application:
+    """``on_change`` is called after an answer queued mail (wakes the outbox);
+    ``not_ready`` says why the daemon itself is not ready (draining, listener down)."""
     app = web.Application(client_max_size=64 * 1024)
-    handlers = _Handlers(rt, on_change)
+    handlers = _Handlers(rt, on_change, not_ready)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/confirm/{token}", handlers.show)
     app.router.add_post("/confirm/{token}", handlers.act)
     return app
 
 
 class _Handlers:
-    def __init__(self, rt: Runtime, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, rt: Runtime, on_change: Callable[[], None], not_ready: Callable[[], str | None]
+    ) -> None:
         self.rt = rt
         self.on_change = on_change
+        self.not_ready = not_ready
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(self, request: web.Request) -> web.Response:
-        def probe() -> None:
+        """Ready = daemon serving, database answers, due mail is being sent."""
+        reason = self.not_ready()
+        if reason:
+            return web.Response(status=503, text=f"{reason}\n")
+        stuck_after = timedelta(seconds=self.rt.settings.daemon.outbox_stuck_seconds)
+
+        def probe() -> int:
+            now = self.rt.clock()
             with self.rt.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+                # Mail that is due but untouched for long means the sender is wedged; a
+                # relay that refuses pushes next_attempt_at forward and does not count.
+                return int(
+                    conn.scalar(
+                        select(func.count())
+                        .select_from(OutboxMessage)
+                        .where(
+                            OutboxMessage.status == "pending",
+                            OutboxMessage.next_attempt_at < now - stuck_after,
+                        )
+                    )
+                    or 0
+                )
 
         try:
-            await asyncio.wait_for(asyncio.to_thread(probe), timeout=5)
+            stuck = await asyncio.wait_for(asyncio.to_thread(probe), timeout=5)
         except Exception as exc:  # noqa: BLE001 -- any failure means "not ready"; say why
             return web.Response(status=503, text=f"database: {exc}\n")
+        if stuck:
+            return web.Response(status=503, text=f"outbox: {stuck} messages overdue\n")
         return web.Response(text="ready\n")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        # Off the loop: the store gauges query the database.
+        body = await asyncio.wait_for(asyncio.to_thread(self.rt.metrics.render), timeout=10)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def show(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]

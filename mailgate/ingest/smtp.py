@@ -36,6 +36,7 @@ TEMPFAIL = "451 4.3.0 Temporary failure storing the message, please retry"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 NO_SUCH_USER = "550 5.1.1 <{address}>: no such helpdesk address"
 EMPTY_MESSAGE = "554 5.6.0 Empty message"
+SHUTTING_DOWN = "421 4.3.2 mailgate is shutting down, try again later"
 
 
 class IngestHandler:
@@ -53,6 +54,23 @@ class IngestHandler:
         self.listener = listener
         self.on_accepted = on_accepted
         self.in_flight = 0
+        # Set by the daemon on SIGTERM: a cached connection (Postfix keeps LMTP sessions
+        # open) must not start a new transaction while we wait for open ones to end.
+        self.draining = False
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: SmtpEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.draining:
+            return SHUTTING_DOWN
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,
@@ -63,8 +81,10 @@ class IngestHandler:
         rcpt_options: list[str],
     ) -> str:
         if self.rt.settings.queue_for(address) is None:
+            self._count("rejected")
             return NO_SUCH_USER.format(address=address)
         if len(envelope.rcpt_tos) >= self.listener.max_recipients:
+            self._count("rejected")
             return TOO_MANY_RCPTS
         envelope.rcpt_tos.append(address)
         return OK_RCPT
@@ -83,17 +103,33 @@ class IngestHandler:
                 accept, self.rt.sessions, raw, smtp_envelope, self.source, clock=self.rt.clock
             )
         except PermanentError:
+            self._count("rejected")
             return EMPTY_MESSAGE
         except TemporaryError as exc:
             log.warning("%s: 451 for message from %s: %s", self.source, envelope.mail_from, exc)
+            self._count("tempfailed")
             return TEMPFAIL
         except Exception:  # the per-message boundary: never 250, never 5xx on our bugs
             log.exception("%s: storing a message failed", self.source)
+            self._count("tempfailed")
             return TEMPFAIL
         finally:
             self.in_flight -= 1
+        self._count("accepted")
+        # The trace id is the inbound id: the MTA logs it too ("queued as N").
+        log.info(
+            "%s: stored %d bytes from <%s> for %s",
+            self.source,
+            len(raw),
+            smtp_envelope.mail_from,
+            ",".join(smtp_envelope.rcpt_to),
+            extra={"trace": result.inbound_id},
+        )
         self.on_accepted()
         return OK_QUEUED.format(id=result.inbound_id)
+
+    def _count(self, result: str) -> None:
+        self.rt.metrics.ingest.labels(self.source, result).inc()
 
 
 class PerRecipientLMTP(LMTP):

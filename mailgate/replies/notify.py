@@ -34,8 +34,13 @@ def send(
     internal: bool = False,
     record: str | None = None,
     context: dict[str, Any] | None = None,
+    inbound_id: int | None = None,
 ) -> Rendered:
-    """Queue one automatic mail; ``record`` replaces the body in the stored article."""
+    """Queue one automatic mail; ``record`` replaces the body in the stored article.
+
+    ``inbound_id`` links the mail to the message that caused it (trace id, and the
+    receipt-to-acknowledgement metric).
+    """
     rendered = rt.renderer.render(
         kind,
         language,
@@ -57,6 +62,7 @@ def send(
         mail_from="",
         rcpt_to=[to],
         rendered=rendered,
+        inbound_id=inbound_id,
     )
     session.add(
         Article(

@@ -22,7 +22,7 @@ from mailgate.errors import PermanentError, TemporaryError
 from mailgate.replies.render import Rendered
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
-from mailgate.store.models import OutboxMessage
+from mailgate.store.models import InboundMessage, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,13 @@ def enqueue(
     mail_from: str,
     rcpt_to: list[str],
     rendered: Rendered,
+    inbound_id: int | None = None,
 ) -> OutboxMessage:
     now = rt.clock()
     row = OutboxMessage(
         kind=kind,
         ticket_id=ticket_id,
+        inbound_id=inbound_id,
         mail_from=mail_from,
         rcpt_to=rcpt_to,
         message_id=rendered.message_id,
@@ -59,6 +61,8 @@ def enqueue(
 @dataclass(frozen=True, slots=True)
 class _Claimed:
     id: int
+    kind: str
+    inbound_id: int | None  # the trace id
     mail_from: str
     rcpt_to: list[str]
     raw: bytes
@@ -107,6 +111,8 @@ def _claim(rt: Runtime, limit: int) -> list[_Claimed]:
             claimed.append(
                 _Claimed(
                     id=row.id,
+                    kind=row.kind,
+                    inbound_id=row.inbound_id,
                     mail_from=row.mail_from,
                     rcpt_to=list(row.rcpt_to),
                     raw=row.raw,
@@ -124,6 +130,8 @@ def _record(
     out = rt.settings.outbound
     now = rt.clock()
     lifetime = timedelta(hours=out.lifetime_hours)
+    results: list[tuple[_Claimed, str]] = []
+    acked: list[int] = []  # inbound ids whose acknowledgement just left
     with rt.sessions.begin() as session:
         for item in claimed:
             row = session.get(OutboxMessage, item.id)
@@ -131,16 +139,41 @@ def _record(
                 continue
             error = outcomes.get(item.id)
             row.attempts = item.attempts + 1
+            trace = {"trace": item.inbound_id}
             if error is None:
                 row.status = "sent"
                 row.sent_at = now
                 row.last_error = None
+                results.append((item, "sent"))
+                if item.kind == "ack" and item.inbound_id is not None:
+                    acked.append(item.inbound_id)
+                log.info(
+                    "outbox id=%s %s sent to %s", item.id, item.kind, item.rcpt_to, extra=trace
+                )
                 continue
             row.last_error = str(error)[:2000]
             if isinstance(error, PermanentError) or item.created_at_age >= lifetime:
                 row.status = "failed"
-                log.error("outbox id=%s failed permanently: %s", item.id, error)
+                results.append((item, "failed"))
+                log.error("outbox id=%s failed permanently: %s", item.id, error, extra=trace)
             else:
                 delay = min(out.retry_base_seconds * 2 ** (row.attempts - 1), out.retry_max_seconds)
                 row.next_attempt_at = now + timedelta(seconds=delay)
-                log.warning("outbox id=%s retry in %ss: %s", item.id, delay, error)
+                results.append((item, "retry"))
+                log.warning("outbox id=%s retry in %ss: %s", item.id, delay, error, extra=trace)
+        received = (
+            dict(
+                session.execute(
+                    select(InboundMessage.id, InboundMessage.received_at).where(
+                        InboundMessage.id.in_(acked)
+                    )
+                ).all()
+            )
+            if acked
+            else {}
+        )
+    # Counted after the commit, so a rolled-back bookkeeping transaction counts nothing.
+    for item, result in results:
+        rt.metrics.outbox.labels(item.kind, result).inc()
+    for received_at in received.values():
+        rt.metrics.receipt_to_ack.observe(max((now - received_at).total_seconds(), 0.0))

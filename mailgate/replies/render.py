@@ -24,6 +24,35 @@ from mailgate.config import Settings
 LANGUAGES = ("en", "pl", "sk", "cs", "ru")
 MAX_REFERENCES = 20
 
+# Every variable each kind of mail is rendered with (besides number, tag and
+# helpdesk_name), with sample values: `mailgate check` and the tests render every
+# template in every language with these, so a missing variable fails before a customer
+# would see it.
+SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
+    "ack": {"authorization": "consultative", "password_redacted": True},
+    "challenge": {
+        "reminder": False,
+        "login": "jkowalski",
+        "requester": "jan@customer.example",
+        "requester_name": "Jan Kowalski",
+        "subject": "Zmiana DNS",
+        "confirm_url": "https://helpdesk.example/confirm/0123456789abcdef0123456789abcdef",
+        "expires": "2026-11-26 09:00 UTC",
+    },
+    "challenge_result": {"outcome": "confirmed"},
+}
+PAGE_SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
+    "confirm": {
+        "state": "open",
+        "outcome": None,
+        "number": 1,
+        "login": "jkowalski",
+        "requester": "jan@customer.example",
+        "subject": "Zmiana DNS",
+        "expires": "2026-11-26 09:00 UTC",
+    },
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
@@ -85,8 +114,9 @@ class Renderer:
         # RFC 3834: mark everything we generate, and ask Exchange not to answer it.
         msg["Auto-Submitted"] = auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
-        msg["Content-Language"] = lang
         msg.set_content(body, charset="utf-8", cte="quoted-printable")
+        # After set_content, which drops Content-* headers set before it.
+        msg["Content-Language"] = lang
         return Rendered(message_id=message_id, raw=msg.as_bytes(), subject=subject, body=body)
 
     def page(self, kind: str, language: str | None, **context: Any) -> str:

@@ -187,6 +187,9 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # ack | …
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    # The message this mail answers: its id is the trace id in the logs, and its
+    # receipt time starts the receipt-to-acknowledgement histogram.
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
     mail_from: Mapped[str] = mapped_column(String(512))  # envelope sender; "" is <>
     rcpt_to: Mapped[list[str]] = mapped_column(JSON)
     message_id: Mapped[str] = mapped_column(String(998), unique=True)

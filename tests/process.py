@@ -1,0 +1,137 @@
+"""``mailgate serve`` as a real process, configured and driven the way an admin's
+service manager would: a TOML file, ``db upgrade``, then signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support import free_port
+
+HELPDESK_DOMAIN = "helpdesk.example"
+QUEUES = ("support", "billing", "abuse")
+
+
+@dataclass
+class Mailgate:
+    """``mailgate serve`` as its own process, the way systemd would run it."""
+
+    root: Path
+    relay_port: int = 0  # 0: no relay, outgoing mail goes to the Maildir root/sent
+    lmtp_port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.root / "mailgate.toml"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.root}/mailgate.db"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "mailgate.log"
+
+    def write_config(self, extra: str = "", queues: tuple[str, ...] = QUEUES) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.relay_port:
+            outbound = f'relay = "127.0.0.1:{self.relay_port}"'
+        else:
+            outbound = f'maildir = "{self.root}/sent"'
+        boxes = "".join(f'"{box}@{HELPDESK_DOMAIN}" = "{box}"\n' for box in queues)
+        self.config.write_text(
+            f"""\
+[database]
+url = "{self.db_url}"
+[smtp]
+listen = "127.0.0.1:{self.smtp_port}"
+hostname = "mailgate.helpdesk.example"
+[lmtp]
+listen = "127.0.0.1:{self.lmtp_port}"
+hostname = "mailgate.helpdesk.example"
+[http]
+listen = "127.0.0.1:{self.http_port}"
+[outbound]
+{outbound}
+timeout = 10
+[processing]
+sweep_seconds = 2
+[log]
+format = "json"
+{extra}
+[helpdesk.queues]
+{boxes}"""
+        )
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mailgate.cli", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.root,
+        )
+
+    def start(self) -> None:
+        if not self.config.exists():
+            self.write_config()
+        upgraded = self.cli("db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mailgate.cli", "--config", str(self.config), "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+            )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.http_port}/readyz"
+        while True:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mailgate not ready: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}{path}", timeout=5
+            ) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
