@@ -27,7 +27,7 @@ from mailgate import autoreply, correlate, policy
 from mailgate.errors import DatabaseUnavailable, PermanentError
 from mailgate.message import Classification, ParsedMessage
 from mailgate.parse import parse
-from mailgate.replies import outbox
+from mailgate.replies import bounces, outbox
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import (
@@ -162,6 +162,7 @@ def process(rt: Runtime, item: Claimed) -> None:
             item.mail_from,
             own_addresses=own_addresses(rt),
             own_message_id_domains=own_domains(rt),
+            raw=item.raw,
         )
         with translate_db_errors(), rt.sessions.begin() as session:
             _decide_and_apply(session, rt, item, parsed, classification)
@@ -194,13 +195,21 @@ def _decide_and_apply(
     if dedup is not None:
         duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
     queue, helpdesk_address = route(rt, item.rcpt_to, parsed)
+    threading = correlate.find_ticket(
+        session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
+    )
+    # A bounce or auto-reply to our mail belongs with the mail that caused it (VERP
+    # address, or our Message-ID in the returned copy), even without In-Reply-To.
+    origin = None
+    if classification.kind in ("bounce", "autoreply"):
+        origin = bounces.find_origin(session, rt, item.rcpt_to, item.raw, own_domains(rt))
+        if threading.match is None and origin is not None:
+            threading = origin.threading() or threading
     facts = policy.Facts(
         parsed=parsed,
         classification=classification,
         sender=sender,
-        threading=correlate.find_ticket(
-            session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
-        ),
+        threading=threading,
         duplicate_of=duplicate_of,
         queue=queue,
         acknowledge_allowed=item.acknowledge,
@@ -234,7 +243,8 @@ def _decide_and_apply(
             ticket = session.get_one(Ticket, verdict.ticket_id)
             author = sender or (item.mail_from or "")
             _add_article(session, ticket.id, row, parsed, author, dedup, verdict.internal)
-            ticket.updated_at = now
+            if not verdict.internal:  # a quiet note (bounce, auto-reply) changes nothing
+                ticket.updated_at = now
             row.ticket_id = ticket.id
         case policy.Duplicate():
             row.ticket_id = session.scalar(
@@ -245,10 +255,13 @@ def _decide_and_apply(
         case policy.Quarantine():
             row.status = "quarantined"
             row.reason = verdict.reason
+    outbound_hits: tuple[str, ...] = ()
+    if classification.kind == "bounce" and not isinstance(verdict, policy.Duplicate):
+        outbound_hits = bounces.record(session, rt, classification.bounce, origin, row.id)
     if row.status != "quarantined":
         row.status = "done"
     row.verdict = type(verdict).__name__
-    row.rule_hits = list(verdict.hits)
+    row.rule_hits = [*verdict.hits, *outbound_hits]
     row.lease_until = None
     row.processed_at = now
     log.info(
@@ -320,26 +333,23 @@ def _acknowledge(
         number=ticket.number,
         tag=rt.renderer.subject_tag(ticket.number),
     )
-    # RFC 3834 §3.3: automatic replies go out with a null envelope sender, so a
-    # bounce of the acknowledgement can never start a loop.
-    outbox.enqueue(
-        session,
-        rt,
-        kind="ack",
-        ticket_id=ticket.id,
-        mail_from="",
-        rcpt_to=[sender],
-        rendered=rendered,
+    # The envelope sender is VERP or null (RFC 3834 §3.3), never a helpdesk address:
+    # bounces of the acknowledgement come back as bounces, never as new tickets.
+    queued = outbox.enqueue(
+        session, rt, kind="ack", ticket_id=ticket.id, rcpt_to=[sender], rendered=rendered
     )
+    suppressed = queued.status == "suppressed"
     session.add(
         Article(
             ticket_id=ticket.id,
             direction="out",
             author=ticket.helpdesk_address,
             subject=rt.renderer.subject_tag(ticket.number),
-            text="(automatic acknowledgement)",
+            text=f"(automatic acknowledgement not sent: {queued.reason})"
+            if suppressed
+            else "(automatic acknowledgement)",
             body_text="",
-            internal=False,
+            internal=suppressed,
             message_id=rendered.message_id,
             created_at=rt.clock(),
         )

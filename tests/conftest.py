@@ -80,7 +80,12 @@ def make_settings(db_url: str, tmp_path: Any, **sections: dict[str, Any]) -> Set
         "smtp": {"listen": "127.0.0.1:0"},
         "lmtp": {"listen": "127.0.0.1:0"},
         "http": {"listen": ""},
-        "outbound": {"maildir": str(tmp_path / "sent"), "retry_base_seconds": 60},
+        # Relays in tests are loopback sinks without TLS.
+        "outbound": {
+            "maildir": str(tmp_path / "sent"),
+            "retry_base_seconds": 60,
+            "tls": "insecure",
+        },
         "processing": {"retry_base_seconds": 30, "sweep_seconds": 3600},
     }
     for name, values in sections.items():

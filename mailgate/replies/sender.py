@@ -70,14 +70,20 @@ def _maildir_header(mail_from: str, rcpt_to: list[str]) -> bytes:
 
 
 class SmtpRelayTransport:
-    """Sends through the relay named in ``[outbound]``, verifying TLS certificates."""
+    """Sends through the relay named in ``[outbound]``.
+
+    ``starttls`` and ``implicit`` verify the relay's certificate and host name (the
+    stdlib does not unless given a context: we always pass a default one).  A relay
+    without STARTTLS is an error, never a silent fall-back to plain text.  ``insecure``
+    speaks plain SMTP; the config allows it only for a loopback relay.
+    """
 
     def __init__(
         self,
         host: str,
         port: int,
         *,
-        tls: str = "none",
+        tls: str = "starttls",
         timeout: float = 30,
         username: str = "",
         password_env: str = "",

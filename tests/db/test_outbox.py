@@ -143,7 +143,7 @@ def test_crash_between_claim_and_record_resends_the_same_message(
         [row_id] = enqueue(rt)
         outbox._claim(rt, 10)  # claimed, then the process dies before sending
         assert outbox.flush(rt) == 0
-        clock.advance(seconds=outbox.SEND_LEASE.total_seconds() + 1)
+        clock.advance(seconds=outbox.send_lease(rt, 1).total_seconds() + 1)
         assert outbox.flush(rt) == 1
         assert outbox.flush(rt) == 0
         files = list((tmp_path / "sent" / "new").iterdir())

@@ -198,20 +198,29 @@ def test_postfix_dsn() -> None:
         recipients=("jan.novak@customer.example", "petra@customer.example"),
         status="5.1.1",
         action="failed",
+        diagnostic="550 5.1.1 <jan.novak@customer.example>: Recipient address rejected: "
+        "User unknown in virtual mailbox table",
     )
 
 
 def test_delayed_dsn() -> None:
     result = classify_fixture("dsn_delayed.eml", "")
     assert result.kind == "bounce"
-    assert result.bounce == Bounce(("olga@slow.example",), "4.4.1", "delayed")
+    assert result.bounce == Bounce(
+        ("olga@slow.example",),
+        "4.4.1",
+        "delayed",
+        "connect to mx.slow.example[203.0.113.9]:25: Connection timed out",
+    )
 
 
 def test_exchange_non_standard_ndr() -> None:
     result = classify_fixture("exchange_ndr.eml", "<>")
     assert result.kind == "bounce"
     assert result.reasons[:2] == ("envelope:null", "subject:bounce")
-    assert result.bounce == Bounce(("jan.novak@customer.example",), "5.1.1", "failed")
+    assert result.bounce == Bounce(
+        ("jan.novak@customer.example",), "5.1.1", "failed", "<EXCH01.customer.example #5.1.1>"
+    )
 
 
 def test_non_standard_bounce_without_raw_uses_the_body_regex() -> None:
@@ -237,7 +246,12 @@ def test_plain_text_bounce_from_mailer_daemon_by_from_header() -> None:
     result = classify(parse(raw), None)
     assert result.kind == "bounce"
     assert "from:mailer-daemon" in result.reasons
-    assert result.bounce == Bounce(("gone@customer.example",), "5.1.1", "failed")
+    assert result.bounce == Bounce(
+        ("gone@customer.example",),
+        "5.1.1",
+        "failed",
+        "550 5.1.1 <gone@customer.example>: User unknown",
+    )
 
 
 def test_bounce_subject_from_a_person_is_not_a_bounce() -> None:
@@ -253,7 +267,7 @@ def test_parse_delivery_status_takes_the_first_failed_recipient() -> None:
         "Action: failed\nStatus: 5.7.1 (delivery not authorized)\n"
     )
     assert parse_delivery_status(text) == Bounce(
-        ("ok@a.example", "Late@b.example", "alias@c.example"), "5.7.1", "failed"
+        ("ok@a.example", "Late@b.example", "alias@c.example"), "5.7.1", "failed", None
     )
     assert parse_delivery_status("junk without fields") == Bounce((), None, None)
 
