@@ -234,7 +234,7 @@ def parse_cmd(ctx: Context, file: Any, as_json: bool) -> None:
         sys.exit(EX_DATAERR)
     own = frozenset(a.lower() for a in settings.helpdesk.queues)
     classification = autoreply.classify(
-        parsed, None, own, frozenset(a.rpartition("@")[2] for a in own)
+        parsed, None, own, frozenset(a.rpartition("@")[2] for a in own), raw=raw
     )
     doc = parsed_json(parsed)
     doc["kind"] = classification.kind

@@ -74,7 +74,9 @@ def sink() -> Iterator[RelaySink]:
     controller.stop()
 
 
-def make_settings(db_url: str, tmp_path: Any, **sections: dict[str, Any]) -> Settings:
+def make_settings(
+    db_url: str, tmp_path: Any, environ: dict[str, str] | None = None, **sections: dict[str, Any]
+) -> Settings:
     data: dict[str, Any] = {
         "database": {"url": db_url},
         "smtp": {"listen": "127.0.0.1:0"},
@@ -90,11 +92,16 @@ def make_settings(db_url: str, tmp_path: Any, **sections: dict[str, Any]) -> Set
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
-    return config.build(data, environ={})
+    return config.build(data, environ=environ or {})
 
 
-def make_runtime(settings: Settings, clock: Any = None) -> Runtime:
-    return Runtime.create(settings, clock) if clock is not None else Runtime.create(settings)
+def make_runtime(
+    settings: Settings, clock: Any = None, environ: dict[str, str] | None = None
+) -> Runtime:
+    """A runtime that reads its secrets from ``environ`` only, never the process's."""
+    if clock is not None:
+        return Runtime.create(settings, clock, environ=environ or {})
+    return Runtime.create(settings, environ=environ or {})
 
 
 @pytest.fixture

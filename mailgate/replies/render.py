@@ -93,8 +93,9 @@ class Renderer:
         # Names the helpdesk address, so this mail is recognised if it ever comes back
         # to us through a forwarder that rewrites the Message-ID (autoreply.classify).
         msg["X-Loop"] = from_address.lower()
-        msg["Content-Language"] = lang
         msg.set_content(body, charset="utf-8", cte="quoted-printable")
+        # After set_content, which drops every Content-* header set before it.
+        msg["Content-Language"] = lang
         return Rendered(message_id=message_id, raw=msg.as_bytes())
 
     def _language(self, kind: str, language: str | None) -> str:

@@ -100,8 +100,8 @@ class SmtpRelayTransport:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         context = ssl.create_default_context()
+        client: smtplib.SMTP | None = None
         try:
-            client: smtplib.SMTP
             if self.tls == "implicit":
                 client = smtplib.SMTP_SSL(
                     self.host,
@@ -118,9 +118,11 @@ class SmtpRelayTransport:
                     client.starttls(context=context)
             if self.username:
                 client.login(self.username, os.environ.get(self.password_env, ""))
-        except smtplib.SMTPResponseException as exc:
-            raise _classify_reply(exc.smtp_code, exc.smtp_error) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            if client is not None:
+                client.close()  # a refused STARTTLS or login must not leak the socket
+            # Even a 5xx here (greeting, AUTH) says nothing about the messages: it is
+            # our relay or our credentials, which an operator fixes; the mail waits.
             raise TemporaryError(f"relay {self.host}:{self.port} unreachable: {exc}") from exc
         try:
             yield _SmtpConnection(client)

@@ -163,6 +163,30 @@ def test_our_own_mail_coming_back() -> None:
     assert classify(by_id, None, OWN, OWN_DOMAINS) == Classification("other", ("own:message-id",))
 
 
+def test_our_mail_back_through_a_forwarder_that_rewrote_the_message_id() -> None:
+    raw = (
+        b"From: Jan <jan@customer.example>\r\nTo: support@helpdesk.example\r\n"
+        b"Message-ID: <fwd.1@forwarder.example>\r\nX-Loop: Support@helpdesk.example\r\n"
+        b"Subject: [#7] Your request has been registered\r\n\r\nhi\r\n"
+    )
+    result = classify(parse(raw), "jan@customer.example", OWN, OWN_DOMAINS)
+    assert result == Classification("other", ("own:x-loop",))
+    # Somebody else's loop marker is not ours.
+    other = raw.replace(b"Support@helpdesk.example", b"help@elsewhere.example")
+    assert classify(parse(other), "jan@customer.example", OWN, OWN_DOMAINS).kind == "human"
+
+
+def test_exim_failed_recipients_header_marks_a_bounce_only_from_a_daemon() -> None:
+    headers = "Subject: Warning\r\nX-Failed-Recipients: a@x.example, b@y.example\r\n"
+    bounce = kind_of(headers, envelope_from="")
+    assert bounce.kind == "bounce"
+    assert bounce.reasons[:2] == ("envelope:null", "x-failed-recipients")
+    assert bounce.bounce is not None
+    assert bounce.bounce.recipients == ("a@x.example", "b@y.example")
+    assert bounce.bounce.action == "failed"
+    assert kind_of(headers).kind == "human"  # a person's mail with that header is not
+
+
 @pytest.mark.parametrize(
     "sender",
     [
