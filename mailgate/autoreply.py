@@ -12,8 +12,14 @@ own mail coming back, no-reply senders).  Some reasons are informational only an
 never change the kind (``x-ms-exchange-inbox-rules-loop``, see ``_INFORMATIONAL``).
 
 Bounce details come from the RFC 3464 ``message/delivery-status`` text when there is
-one; otherwise from flufl.bounce's detectors (GNU Mailman's collection for Exchange,
-Exim, qmail … formats) run on the raw bytes, and from a regex over the body.
+one; otherwise from Exim's ``X-Failed-Recipients`` header, flufl.bounce's detectors
+(GNU Mailman's collection for Exchange, Exim, qmail … formats) run on the raw bytes,
+and a regex over the body.  Which of our mails a bounce is about is not decided here
+but by ``replies.bounces`` (VERP address or our Message-ID in the returned mail).
+
+Our own mail coming back is recognised by its From (a helpdesk address), its
+Message-ID (our domain) or the ``X-Loop`` header we stamp on everything we send
+(survives forwarders that rewrite the Message-ID).
 """
 
 from __future__ import annotations
@@ -91,7 +97,7 @@ def classify(
     sender = _envelope_sender(envelope_from, headers)
     from_address = msg.from_.address if msg.from_ else ""
 
-    bounce_reasons = _bounce_reasons(msg, sender, from_address)
+    bounce_reasons = _bounce_reasons(msg, headers, sender, from_address)
     auto_reasons = _autoreply_reasons(msg, headers, sender, bool(bounce_reasons))
     list_reasons = _list_reasons(headers)
     other_reasons = _other_reasons(
@@ -103,7 +109,7 @@ def classify(
     bounce = None
     if bounce_reasons:
         kind = "bounce"
-        bounce = _bounce_details(msg, raw, own_addresses)
+        bounce = _bounce_details(msg, headers, raw, own_addresses)
     elif any(r not in _INFORMATIONAL for r in auto_reasons):
         kind = "autoreply"
     elif list_reasons:
@@ -137,17 +143,23 @@ def _local(address: str) -> str:
     return address.rpartition("@")[0].lower() if "@" in address else address.lower()
 
 
-def _bounce_reasons(msg: ParsedMessage, sender: str | None, from_address: str) -> list[str]:
+def _bounce_reasons(
+    msg: ParsedMessage, headers: dict[str, list[str]], sender: str | None, from_address: str
+) -> list[str]:
     if msg.content_type == "multipart/report" and msg.delivery_status is not None:
         return ["dsn:delivery-status"]
-    if not _BOUNCE_SUBJECT.search(msg.subject):
-        return []
     if sender == "":
-        return ["envelope:null", "subject:bounce"]
-    if sender is not None and _local(sender) in _DAEMON_LOCALS:
-        return ["envelope:mailer-daemon", "subject:bounce"]
-    if _local(from_address) in _DAEMON_LOCALS:
-        return ["from:mailer-daemon", "subject:bounce"]
+        daemon = "envelope:null"
+    elif sender is not None and _local(sender) in _DAEMON_LOCALS:
+        daemon = "envelope:mailer-daemon"
+    elif _local(from_address) in _DAEMON_LOCALS:
+        daemon = "from:mailer-daemon"
+    else:
+        return []  # a person's mail, whatever its subject or headers say
+    if "x-failed-recipients" in headers:  # Exim puts it on its bounces only
+        return [daemon, "x-failed-recipients"]
+    if _BOUNCE_SUBJECT.search(msg.subject):
+        return [daemon, "subject:bounce"]
     return []
 
 
@@ -198,8 +210,11 @@ def _other_reasons(
     precedence = (_first(headers, "precedence") or "").strip().lower()
     if precedence in ("bulk", "junk"):
         reasons.append(f"precedence:{precedence}")
-    if from_address and from_address.lower() in {a.lower() for a in own_addresses}:
+    own = {a.lower() for a in own_addresses}
+    if from_address and from_address.lower() in own:
         reasons.append("own:from")
+    if any(v.strip().lower() in own for v in headers.get("x-loop", ())):
+        reasons.append("own:x-loop")
     # Our outgoing Message-IDs carry our domain; a customer's reply has its own id
     # (ours is then only in In-Reply-To/References), so this finds our mail looping.
     if msg.message_id and "@" in msg.message_id:
@@ -216,12 +231,15 @@ def _other_reasons(
 # --------------------------------------------------------------------------- bounces
 
 
-def _bounce_details(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) -> Bounce:
+def _bounce_details(
+    msg: ParsedMessage, headers: dict[str, list[str]], raw: bytes | None, own: frozenset[str]
+) -> Bounce:
     if msg.delivery_status is not None:
         parsed = parse_delivery_status(msg.delivery_status)
         if parsed.recipients:
             return parsed
-    return _guess_bounce(msg, raw, own)
+    failed = [a.strip() for v in headers.get("x-failed-recipients", ()) for a in v.split(",")]
+    return _guess_bounce(msg, raw, own, [a for a in failed if "@" in a])
 
 
 def parse_delivery_status(text: str) -> Bounce:
@@ -232,8 +250,8 @@ def parse_delivery_status(text: str) -> Bounce:
     recipient whose action is "failed", else of the first recipient.
     """
     recipients: list[str] = []
-    chosen: tuple[str | None, str | None] | None = None
-    first: tuple[str | None, str | None] | None = None
+    chosen: tuple[str | None, str | None, str | None] | None = None
+    first: tuple[str | None, str | None, str | None] | None = None
     unfolded = re.sub(r"\r?\n[ \t]+", " ", text.replace("\r\n", "\n"))
     for block in re.split(r"\n\s*\n", unfolded):
         fields: dict[str, str] = {}
@@ -250,11 +268,13 @@ def parse_delivery_status(text: str) -> Bounce:
         status_match = _STATUS.search(fields.get("status", ""))
         status = status_match.group(1) if status_match else None
         action = fields.get("action", "").split()[0].lower() if fields.get("action") else None
-        first = first or (status, action)
+        # "smtp; 550 5.1.1 <x@y>: Recipient address rejected" → the part after the type
+        diagnostic = " ".join(fields.get("diagnostic-code", "").partition(";")[2].split()) or None
+        first = first or (status, action, diagnostic)
         if chosen is None and action == "failed":
-            chosen = (status, action)
-    status, action = chosen or first or (None, None)
-    return Bounce(tuple(dict.fromkeys(recipients)), status, action)
+            chosen = (status, action, diagnostic)
+    status, action, diagnostic = chosen or first or (None, None, None)
+    return Bounce(tuple(dict.fromkeys(recipients)), status, action, diagnostic)
 
 
 def _dsn_address(value: str | None) -> str | None:
@@ -269,9 +289,12 @@ def _dsn_address(value: str | None) -> str | None:
     return f"{local}@{domain.lower()}"
 
 
-def _guess_bounce(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) -> Bounce:
-    """Non-standard bounce: flufl.bounce on the raw bytes, then a body regex."""
-    permanent: list[str] = []
+def _guess_bounce(
+    msg: ParsedMessage, raw: bytes | None, own: frozenset[str], failed: list[str]
+) -> Bounce:
+    """Non-standard bounce: X-Failed-Recipients, flufl.bounce on the raw bytes, then a
+    body regex."""
+    permanent: list[str] = list(failed)
     temporary: list[str] = []
     if raw is not None:
         # Heuristic third-party detectors on hostile input: a crash in one of them
@@ -281,7 +304,7 @@ def _guess_bounce(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) ->
             # of attachments) does not need to be scanned, so bound the work.
             temp, perm = all_failures(email.message_from_bytes(raw[:_FLUFL_SCAN_BYTES]))
             temporary = sorted(a.decode("ascii", "replace") for a in temp)
-            permanent = sorted(a.decode("ascii", "replace") for a in perm)
+            permanent += sorted(a.decode("ascii", "replace") for a in perm)
     found = [*permanent, *temporary] or _addresses_in_body(msg.body_text)
     skip = {a.lower() for a in own}
     recipients = tuple(
@@ -293,6 +316,12 @@ def _guess_bounce(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) ->
     )
     status_match = _STATUS.search(msg.body_text)
     status = status_match.group(1) if status_match else None
+    diagnostic = None
+    if status_match:
+        start = msg.body_text.rfind("\n", 0, status_match.start()) + 1
+        end = msg.body_text.find("\n", status_match.end())
+        line = msg.body_text[start : end if end >= 0 else None]
+        diagnostic = " ".join(line.split())[:300] or None
     if permanent:
         action: str | None = "failed"
     elif temporary:
@@ -301,7 +330,7 @@ def _guess_bounce(msg: ParsedMessage, raw: bytes | None, own: frozenset[str]) ->
         action = "failed" if status.startswith("5") else "delayed"
     else:
         action = None
-    return Bounce(recipients, status, action)
+    return Bounce(recipients, status, action, diagnostic)
 
 
 def _addresses_in_body(text: str) -> list[str]:

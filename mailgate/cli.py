@@ -1,5 +1,5 @@
 """The ``mailgate`` command line: the daemon, ingest from a pipe or a batch, and the
-operator's views of tickets and the quarantine.
+operator's views of tickets (with their delivery events), the quarantine and the outbox.
 
 Exit codes follow sysexits(3) where an MTA reads them: 0 stored, 75 (EX_TEMPFAIL) try
 again later, 65 (EX_DATAERR) the input itself is unusable, 78 (EX_CONFIG) bad config.
@@ -30,10 +30,10 @@ from mailgate.errors import ConfigError, PermanentError, TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept, accept_many
 from mailgate.message import ParsedMessage
 from mailgate.parse import parse
-from mailgate.replies import outbox
+from mailgate.replies import limits, notes, outbox
 from mailgate.runtime import Runtime
 from mailgate.store import migrate
-from mailgate.store.models import Account, Article, InboundMessage, Ticket
+from mailgate.store.models import Account, Article, Event, InboundMessage, OutboxMessage, Ticket
 from mailgate.verify import directory
 
 EX_DATAERR = 65
@@ -374,6 +374,8 @@ def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
         login = session.scalar(select(Account.login).where(Account.id == t.account_id))
         doc = ticket_json(t, login)
         doc["articles"] = [article_json(a) for a in t.articles]
+        events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
+        doc["events"] = [event_json(e) for e in events]
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
@@ -385,6 +387,22 @@ def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
         auth = f" auth={a['auth']['result']}" if a["auth"] else ""
         click.echo(f"\n--- {a['direction']} {a['author']} {a['created_at']}{flag}{auth}")
         click.echo(a["text"])
+    if doc["events"]:
+        click.echo("\nevents:")
+    for e in doc["events"]:
+        click.echo(f"  {e['created_at']} {e['kind']:<13} {e['reason']:<20} {e['detail']}")
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    return {
+        "kind": e.kind,
+        "reason": e.reason,
+        "address": e.address,
+        "detail": e.detail,
+        "outbox_id": e.outbox_id,
+        "inbound_id": e.inbound_id,
+        "created_at": _iso(e.created_at),
+    }
 
 
 def article_json(a: Article) -> dict[str, Any]:
@@ -607,6 +625,107 @@ def accounts_show(ctx: Context, login: str) -> None:
             click.echo(f"no account {login}", err=True)
             sys.exit(1)
         click.echo(json.dumps(account_json(account), ensure_ascii=False, indent=2))
+
+
+@main.group("outbox")
+def outbox_group() -> None:
+    """Outgoing mail: list it, send a held or failed mail again, or drop one."""
+
+
+def outbox_json(m: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "kind": m.kind,
+        "automatic": m.automatic,
+        "ticket_id": m.ticket_id,
+        "recipient": m.recipient,
+        "mail_from": m.mail_from,
+        "message_id": m.message_id,
+        "status": m.status,
+        "reason": m.reason,
+        "attempts": m.attempts,
+        "next_attempt_at": _iso(m.next_attempt_at),
+        "last_error": m.last_error,
+        "created_at": _iso(m.created_at),
+        "sent_at": _iso(m.sent_at),
+        "delivery_status": m.delivery_status,
+        "delivery_action": m.delivery_action,
+        "delivery_detail": m.delivery_detail,
+    }
+
+
+@outbox_group.command("list")
+@click.option("--status", "statuses", multiple=True, help="Only rows with this status.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    with ctx.session() as (rt, session):
+        query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+        if statuses:
+            query = query.where(OutboxMessage.status.in_(statuses))
+        docs = [outbox_json(m) for m in session.scalars(query)]
+        breaker = limits.breaker_open_since(session, rt.settings.limits, rt.clock())
+    if as_json:
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    if breaker is not None:
+        click.echo(f"circuit breaker OPEN since {breaker.isoformat()}: automatic mail held")
+    for d in docs:
+        why = d["reason"] or d["delivery_status"] or ""
+        click.echo(
+            f"{d['id']:<8} {d['status']:<10} {d['kind']:<14} {d['recipient']:<32} "
+            f"{d['attempts']:>3} {why}"
+        )
+    click.echo(f"({len(docs)} shown)")
+
+
+@outbox_group.command("retry")
+@click.argument("outbox_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def outbox_retry(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
+    """Send failed, suppressed or bounced mail again now, past the automatic-mail gates."""
+    with ctx.session(write=True) as (rt, session):
+        rows = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.id.in_(outbox_ids),
+                OutboxMessage.status.in_(("failed", "suppressed", "bounced", "pending")),
+            )
+        ).all()
+        now = rt.clock()
+        for m in rows:
+            # An operator's decision: the limits that held it back no longer apply.
+            m.status, m.reason, m.released = "pending", None, True
+            m.attempts, m.next_attempt_at, m.created_at = 0, now, now
+    click.echo(f"{len(rows)} outgoing mail(s) queued again")
+
+
+@outbox_group.command("drop")
+@click.argument("outbox_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def outbox_drop(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
+    """Never send these (pending or held) mails; the rows stay, marked dropped."""
+    with ctx.session(write=True) as (rt, session):
+        rows = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.id.in_(outbox_ids),
+                OutboxMessage.status.in_(("pending", "failed", "suppressed")),
+            )
+        ).all()
+        now = rt.clock()
+        for m in rows:
+            m.status, m.reason = "dropped", "dropped-by-operator"
+            notes.event(
+                session,
+                now,
+                "dropped",
+                "dropped-by-operator",
+                ticket_id=m.ticket_id,
+                outbox_id=m.id,
+                address=m.recipient,
+                detail=f"{m.kind} to {m.recipient} dropped from the outbox by an operator",
+            )
+    click.echo(f"{len(rows)} outgoing mail(s) dropped")
 
 
 def _require_schema(rt: Runtime) -> None:

@@ -10,6 +10,7 @@ test proves it names exactly the keys defined here.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -21,12 +22,17 @@ from typing import Any, get_type_hints
 from mailgate.errors import ConfigError
 
 ENV_PREFIX = "MAILGATE_"
+# Keys holding arrays of tables ([[dkim.sign]]); other tuple keys are lists of strings.
+TABLE_LISTS = frozenset({"dkim.sign"})
 QUEUES_DEFAULT = {
     "support@helpdesk.example": "technical",
     "billing@helpdesk.example": "billing",
     "abuse@helpdesk.example": "abuse",
 }
 _ADDRESS_RE = re.compile(r"^[^@\s<>\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_SELECTOR_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*$")
+_LOCAL_PART_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,39 @@ class DaemonSettings:
 class OutboundSettings:
     relay: str = ""  # "host:port"; empty: deliver into the Maildir below
     maildir: str = "var/sent"
-    tls: str = "none"  # none | starttls | implicit
+    tls: str = "starttls"  # starttls | implicit (both verified) | insecure (loopback only)
     username: str = ""
     password_env: str = ""
     timeout: int = 30
-    retry_base_seconds: int = 60
+    retry_base_seconds: int = 30
     retry_max_seconds: int = 3600
     lifetime_hours: int = 120
+    # Names the environment variable with the VERP HMAC key; empty: null envelope sender.
+    verp_secret_env: str = ""
+    verp_local_part: str = "bounces"
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    acks_per_recipient_per_day: int = 5
+    suppress_days: int = 30
+    breaker_threshold: int = 300
+    breaker_window_seconds: int = 600
+    breaker_cooldown_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """One ``[[dkim.sign]]`` table: the key that signs mail whose From is in ``domain``."""
+
+    domain: str
+    selector: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    sign: tuple[DkimKey, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +129,8 @@ class HelpdeskSettings:
     name: str = "Helpdesk"
     default_language: str = "en"
     subject_tag: str = "[#{number}]"
+    # Where notices about dead customer addresses go until accounts know their admins.
+    postmaster: str = ""
     queues: Mapping[str, str] = field(default_factory=lambda: dict(QUEUES_DEFAULT))
 
 
@@ -135,6 +169,8 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     helpdesk: HelpdeskSettings = field(default_factory=HelpdeskSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
@@ -264,6 +300,9 @@ def _coerce(where: str, default: Any, value: Any, problems: list[str]) -> Any:
                 problems.append(f"{where}: {text!r} is not an integer")
                 return None
         if isinstance(default, tuple):
+            if where in TABLE_LISTS:
+                problems.append(f"{where}: a list of tables cannot be set from the environment")
+                return None
             return tuple(p.strip() for p in text.split(",") if p.strip())
         if isinstance(default, Mapping):
             # "a@x=queue,b@x=queue" — mappings are rare in the environment.
@@ -279,16 +318,43 @@ def _coerce(where: str, default: Any, value: Any, problems: list[str]) -> Any:
     elif isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif isinstance(default, tuple):
+    elif isinstance(default, tuple) and where not in TABLE_LISTS:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)
     elif isinstance(default, Mapping):
         if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             return dict(value)
+    elif isinstance(default, tuple):
+        # The only list of tables so far is [[dkim.sign]] (TABLE_LISTS).
+        if isinstance(value, list):
+            return _dkim_keys(where, value, problems)
     elif isinstance(default, str) and isinstance(value, str):
         return value
     problems.append(f"{where}: expected {type(default).__name__}, got {value!r}")
     return None
+
+
+def _dkim_keys(where: str, tables: list[Any], problems: list[str]) -> tuple[DkimKey, ...] | None:
+    """Each ``[[dkim.sign]]`` entry with exactly the keys of ``DkimKey``, all strings."""
+    names = [f.name for f in dataclasses.fields(DkimKey)]
+    keys: list[DkimKey] = []
+    before = len(problems)
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            problems.append(f"{where}[{i}]: expected a table, got {table!r}")
+            continue
+        for extra in sorted(set(table) - set(names)):
+            problems.append(f"{where}[{i}]: unknown key {extra!r}")
+        values = {}
+        for name in names:
+            value = table.get(name)
+            if not isinstance(value, str) or not value.strip():
+                problems.append(f"{where}[{i}].{name}: required, a non-empty string")
+            else:
+                values[name] = value.strip()
+        if len(values) == len(names):
+            keys.append(DkimKey(**values))
+    return tuple(keys) if len(problems) == before else None
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -314,8 +380,23 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
                 problems.append(f"{where}: {exc}")
     if not s.database.url.startswith(("sqlite", "postgresql")):
         problems.append("database.url: only sqlite:/// and postgresql+psycopg:// are supported")
-    if s.outbound.tls not in ("none", "starttls", "implicit"):
-        problems.append("outbound.tls: must be none, starttls or implicit")
+    if s.outbound.tls not in ("starttls", "implicit", "insecure"):
+        problems.append("outbound.tls: must be starttls, implicit or insecure")
+    elif s.outbound.tls == "insecure" and s.outbound.relay:
+        host = s.outbound.relay.rpartition(":")[0].strip("[]")
+        if not _is_loopback(host):
+            problems.append(
+                "outbound.tls: insecure (no TLS) is allowed only for a loopback relay, "
+                f"not {host!r}"
+            )
+    problems.extend(_limit_checks(s))
+    problems.extend(_dkim_checks(s.dkim))
+    if any(ch in s.helpdesk.name for ch in "\r\n"):
+        problems.append("helpdesk.name: must not contain line breaks (it goes into a header)")
+    if s.helpdesk.postmaster and not _ADDRESS_RE.match(s.helpdesk.postmaster):
+        problems.append(f"helpdesk.postmaster: {s.helpdesk.postmaster!r} is not an e-mail address")
+    if not _LOCAL_PART_RE.match(s.outbound.verp_local_part):
+        problems.append("outbound.verp_local_part: letters, digits, '.', '_' and '-' only")
     if s.log.format not in ("text", "json"):
         problems.append("log.format: must be text or json")
     if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -350,8 +431,52 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     ):
         if number <= 0:
             problems.append(f"{where}: must be positive")
-    if s.outbound.password_env and s.outbound.password_env not in environ:
+    for where, name in (
+        ("outbound.password_env", s.outbound.password_env),
+        ("outbound.verp_secret_env", s.outbound.verp_secret_env),
+    ):
+        if name and name not in environ:
+            problems.append(f"{where}: environment variable {name} is not set")
+    if s.outbound.verp_secret_env and len(environ.get(s.outbound.verp_secret_env, "")) < 16:
         problems.append(
-            f"outbound.password_env: environment variable {s.outbound.password_env} is not set"
+            f"outbound.verp_secret_env: {s.outbound.verp_secret_env} must hold at least "
+            "16 characters"
         )
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _limit_checks(s: Settings) -> list[str]:
+    problems = []
+    for f in dataclasses.fields(LimitSettings):
+        if getattr(s.limits, f.name) <= 0:
+            problems.append(f"limits.{f.name}: must be positive")
+    return problems
+
+
+def _dkim_checks(d: DkimSettings) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, key in enumerate(d.sign):
+        where = f"dkim.sign[{i}]"
+        domain = key.domain.lower().rstrip(".")
+        if domain in seen:
+            problems.append(f"{where}.domain: {domain} has more than one signing key")
+        seen.add(domain)
+        if not _DOMAIN_RE.match(domain):
+            problems.append(f"{where}.domain: {key.domain!r} is not a domain name")
+        if not _SELECTOR_RE.match(key.selector):
+            problems.append(f"{where}.selector: {key.selector!r} is not a DNS label sequence")
+        if not os.path.isfile(key.key_file):
+            problems.append(f"{where}.key_file: {key.key_file} does not exist")
+        elif not os.access(key.key_file, os.R_OK):
+            problems.append(f"{where}.key_file: {key.key_file} is not readable")
     return problems

@@ -43,6 +43,7 @@ class Bounce:
     recipients: tuple[str, ...]
     status: str | None  # enhanced status code such as "5.1.1"
     action: str | None  # "failed", "delayed", "delivered", "relayed", "expanded"
+    diagnostic: str | None = None  # the remote server's words, for operators
 
 
 @dataclass(frozen=True, slots=True)

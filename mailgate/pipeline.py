@@ -27,7 +27,7 @@ from mailgate import autoreply, correlate, policy
 from mailgate.errors import PermanentError
 from mailgate.message import Classification, ParsedMessage
 from mailgate.parse import parse
-from mailgate.replies import notify
+from mailgate.replies import bounces, notify
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import (
@@ -267,13 +267,21 @@ def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence
     token = challenge.find_token([*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))])
     for spec in ev.external_accounts:
         directory.upsert(session, spec, rt.clock())
+    threading = correlate.find_ticket(
+        session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
+    )
+    # A bounce or auto-reply to our mail belongs with the mail that caused it (VERP
+    # address, or our Message-ID in the returned copy), even without In-Reply-To.
+    origin = None
+    if ev.classification.kind in ("bounce", "autoreply"):
+        origin = bounces.find_origin(session, rt, item.rcpt_to, item.raw, own_domains(rt))
+        if threading.match is None and origin is not None:
+            threading = origin.threading() or threading
     facts = policy.Facts(
         parsed=parsed,
         classification=ev.classification,
         sender=sender,
-        threading=correlate.find_ticket(
-            session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
-        ),
+        threading=threading,
         duplicate_of=duplicate_of,
         queue=queue,
         acknowledge_allowed=item.acknowledge,
@@ -319,7 +327,8 @@ def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence
             ticket = session.get_one(Ticket, verdict.ticket_id)
             author = sender or (item.mail_from or "")
             _add_article(session, ticket.id, row, ev, author, dedup, verdict.internal)
-            ticket.updated_at = now
+            if not verdict.internal:  # a quiet note (bounce, auto-reply) changes nothing
+                ticket.updated_at = now
             row.ticket_id = ticket.id
         case policy.AnswerChallenge():
             outcome = challenge.answer(session, rt, verdict.token, verdict.action, sender=sender)  # type: ignore[arg-type]
@@ -339,6 +348,8 @@ def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence
         case policy.Quarantine():
             row.status = "quarantined"
             row.reason = verdict.reason
+    if ev.classification.kind == "bounce" and not isinstance(verdict, policy.Duplicate):
+        hits.extend(bounces.record(session, rt, ev.classification.bounce, origin, row.id))
     if row.status != "quarantined":
         row.status = "done"
     row.verdict = type(verdict).__name__

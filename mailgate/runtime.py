@@ -1,12 +1,15 @@
 """The wiring every entry point shares: settings, database, clock, outgoing transport,
-and the metrics registry of this process.
+the metrics registry of this process, the DKIM signer and the VERP key.
 
 Built once by the CLI (``Runtime.create``) or by a test with its own parts, then passed
-explicitly; nothing in mailgate reads process-global state.
+explicitly; nothing in mailgate reads process-global state.  Secrets named in the
+config (``outbound.verp_secret_env``) are read from the environment here, once.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dkim.dnsplug import get_txt
@@ -19,6 +22,7 @@ from mailgate.metrics import Metrics
 from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
+from mailgate.replies.signing import Signer
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.verify.authn import DnsFunc
 from mailgate.verify.external import ExternalDirectory
@@ -31,6 +35,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     renderer: Renderer
     transport: Transport
+    signer: Signer
+    verp_key: bytes | None = None  # None: automatic mail goes out with a null sender
     clock: Clock = utcnow
     # DNS TXT lookups for DKIM keys and DMARC policies (dkimpy's signature); tests
     # inject a fake resolver.
@@ -41,8 +47,16 @@ class Runtime:
 
     @classmethod
     def create(
-        cls, settings: Settings, clock: Clock = utcnow, dns: DnsFunc | None = None
+        cls,
+        settings: Settings,
+        clock: Clock = utcnow,
+        dns: DnsFunc | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> Runtime:
+        environ = os.environ if environ is None else environ
+        secret_env = settings.outbound.verp_secret_env
+        verp_key = environ[secret_env].encode() if secret_env and secret_env in environ else None
+        signer = Signer(settings.dkim)
         engine = make_engine(settings.database)
         return cls(
             settings=settings,
@@ -50,6 +64,8 @@ class Runtime:
             sessions=make_sessions(engine),
             renderer=Renderer(settings),
             transport=make_transport(settings),
+            signer=signer,
+            verp_key=verp_key,
             clock=clock,
             dns=dns or (get_txt if settings.verify.dns_lookups else no_dns),
             external=ExternalDirectory(settings.directory, clock)
@@ -63,13 +79,14 @@ class Runtime:
         return ParseLimits(max_header_bytes=p.max_header_bytes, max_mime_depth=p.max_mime_depth)
 
     def reload(self, settings: Settings) -> None:
-        """Take new settings (SIGHUP): templates and the relay are rebuilt from them.
+        """Take new settings (SIGHUP): templates, relay and DKIM keys are rebuilt.
 
         The database and listeners are not touched; the daemon keeps their old values.
         """
         self.settings = settings
         self.renderer = Renderer(settings)
         self.transport = make_transport(settings)
+        self.signer = Signer(settings.dkim)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -74,23 +74,39 @@ def sink() -> Iterator[RelaySink]:
     controller.stop()
 
 
-def make_settings(db_url: str, tmp_path: Any, **sections: dict[str, Any]) -> Settings:
+def make_settings(
+    db_url: str, tmp_path: Any, environ: dict[str, str] | None = None, **sections: dict[str, Any]
+) -> Settings:
     data: dict[str, Any] = {
         "database": {"url": db_url},
         "smtp": {"listen": "127.0.0.1:0"},
         "lmtp": {"listen": "127.0.0.1:0"},
         "http": {"listen": ""},
-        "outbound": {"maildir": str(tmp_path / "sent"), "retry_base_seconds": 60},
+        # Relays in tests are loopback sinks without TLS.
+        "outbound": {
+            "maildir": str(tmp_path / "sent"),
+            "retry_base_seconds": 60,
+            "tls": "insecure",
+        },
         "processing": {"retry_base_seconds": 30, "sweep_seconds": 3600},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
-    return config.build(data, environ={})
+    return config.build(data, environ=environ or {})
 
 
-def make_runtime(settings: Settings, clock: Any = None, dns: Any = None) -> Runtime:
-    """A runtime that never touches real DNS (fake resolver unless one is given)."""
-    rt = Runtime.create(settings, clock) if clock is not None else Runtime.create(settings)
+def make_runtime(
+    settings: Settings,
+    clock: Any = None,
+    dns: Any = None,
+    environ: dict[str, str] | None = None,
+) -> Runtime:
+    """A runtime that never touches real DNS (a fake resolver unless one is given) and
+    reads its secrets from ``environ`` only, never the process's."""
+    kwargs: dict[str, Any] = {"environ": environ or {}}
+    if clock is not None:
+        kwargs["clock"] = clock
+    rt = Runtime.create(settings, **kwargs)
     rt.dns = dns if dns is not None else FakeDns()
     return rt
 

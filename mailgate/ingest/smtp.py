@@ -1,8 +1,10 @@
 """SMTP and LMTP listeners (aiosmtpd): translate the protocol to ``accept`` and back.
 
 Nothing but envelope checks happens in the session: unknown recipients are refused at
-RCPT (550 5.1.1), oversized data by aiosmtpd's SIZE limit (552), and the message is
-answered 250 only after ``accept`` has committed it.  Every failure to store maps to
+RCPT (550 5.1.1) — except the VERP return paths of our own automatic mail, whose
+HMAC tag is checked here so bounces reach ``replies.bounces`` — oversized data by
+aiosmtpd's SIZE limit (552), and the message is answered 250 only after ``accept``
+has committed it.  Every failure to store maps to
 451 4.3.0 in one place, so a sending MTA keeps the message and retries.
 
 RFC 2033 wants one reply per accepted recipient after DATA in LMTP; aiosmtpd sends one
@@ -25,6 +27,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from mailgate.config import ListenerSettings, Settings
 from mailgate.errors import PermanentError, TemporaryError
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.replies import verp
 from mailgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ class IngestHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if self.rt.settings.queue_for(address) is None:
+        if self.rt.settings.queue_for(address) is None and not self._verp(address):
             self._count("rejected")
             return NO_SUCH_USER.format(address=address)
         if len(envelope.rcpt_tos) >= self.listener.max_recipients:
@@ -88,6 +91,10 @@ class IngestHandler:
             return TOO_MANY_RCPTS
         envelope.rcpt_tos.append(address)
         return OK_RCPT
+
+    def _verp(self, address: str) -> bool:
+        local = self.rt.settings.outbound.verp_local_part
+        return verp.parse(address, local, self.rt.verp_key) is not None
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
         raw = envelope.original_content or b""

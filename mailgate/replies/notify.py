@@ -2,9 +2,9 @@
 
 Every mail mailgate generates on its own (acknowledgement, confirmation request,
 confirmation outcome …) goes through ``send``: rendered from a template, queued in the
-outbox in the caller's transaction with a null envelope sender (RFC 3834 §3.3: a bounce
-of an automatic reply must not start a loop), and recorded as an outbound article so
-the conversation shows what the customer was told.  Callers pass the article text so
+outbox in the caller's transaction (which applies the limits and picks a VERP or null
+envelope sender), and recorded as an outbound article so the conversation shows what
+the customer was told — or that it was held, and why.  Callers pass the article text so
 secrets that a mail carries (confirmation tokens) are never stored in an article.
 """
 
@@ -54,25 +54,30 @@ def send(
         tag=rt.renderer.subject_tag(ticket.number),
         **(context or {}),
     )
-    outbox.enqueue(
+    # The envelope sender is VERP or null (RFC 3834 §3.3), never a helpdesk address:
+    # bounces of automatic mail come back as bounces, never as new tickets.
+    queued = outbox.enqueue(
         session,
         rt,
         kind=kind,
         ticket_id=ticket.id,
-        mail_from="",
         rcpt_to=[to],
         rendered=rendered,
         inbound_id=inbound_id,
     )
+    text = rendered.body if record is None else record
+    if queued.status == "suppressed":
+        # Held by a limit or a suppression: the operator sees what was not sent, and why.
+        text = f"({kind} to {to} not sent: {queued.reason})"
     session.add(
         Article(
             ticket_id=ticket.id,
             direction="out",
             author=ticket.helpdesk_address,
             subject=rendered.subject,
-            text=rendered.body if record is None else record,
-            body_text=rendered.body if record is None else record,
-            internal=internal,
+            text=text,
+            body_text=text,
+            internal=internal or queued.status == "suppressed",
             message_id=rendered.message_id,
             created_at=rt.clock(),
         )

@@ -2,23 +2,33 @@
 
 Rows are written in the same transaction as the ticket change that caused them, so a
 crash can neither lose an acknowledgement nor send one for a ticket that was rolled
-back.  ``flush`` claims due rows in a short transaction (pushing their
-``next_attempt_at`` forward by a lease, so a crashed sender's rows come back), sends
-outside any transaction, then records the outcome in another short transaction.
-Temporary failures back off exponentially until ``lifetime_hours``; then, or on a 5xx,
-the row is marked ``failed`` with the reason.
+back.  Automatic mail passes ``limits.gate`` as it is queued; a mail that must not go
+out is kept as a ``suppressed`` row with its reason (and an event on its ticket), never
+dropped silently.  Automatic mail gets a VERP envelope sender naming its row when a
+VERP key is configured, so its bounces find their way back (``replies.bounces``).
+
+``flush`` claims due rows in a short transaction (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, pushing ``next_attempt_at`` forward by a lease, so several senders never
+take the same row and a crashed sender's rows come back), re-checks the suppression
+list and the circuit breaker, signs (DKIM) and sends outside any transaction, then
+records the outcome in another short transaction.  Temporary failures back off
+exponentially (``retry_base_seconds`` · 2^(attempt-1), capped) until
+``lifetime_hours``; then, or on a 5xx, the row is ``failed`` with the reason, and its
+ticket gets an internal note.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import dkim
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.errors import PermanentError, TemporaryError
+from mailgate.replies import limits, notes, verp
 from mailgate.replies.render import Rendered
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
@@ -35,27 +45,67 @@ def enqueue(
     *,
     kind: str,
     ticket_id: int | None,
-    mail_from: str,
     rcpt_to: list[str],
     rendered: Rendered,
+    mail_from: str | None = None,
+    automatic: bool = True,
     inbound_id: int | None = None,
 ) -> OutboxMessage:
+    """Queue one mail to one recipient; the row is ``suppressed`` when a gate says no.
+
+    ``mail_from=None`` lets the outbox choose the envelope sender of automatic mail:
+    a VERP address when a key is configured, else the null sender (RFC 3834 §3.3).
+    ``automatic=False`` is for mail a person wrote; it is never limited.
+    ``inbound_id`` names the message this mail answers (the trace id).
+    """
+    if len(rcpt_to) != 1:
+        raise ValueError("an outbox row carries exactly one recipient")
     now = rt.clock()
+    recipient = rcpt_to[0].lower()
+    reason = limits.gate(session, rt.settings.limits, recipient, now) if automatic else None
     row = OutboxMessage(
         kind=kind,
+        automatic=automatic,
         ticket_id=ticket_id,
         inbound_id=inbound_id,
-        mail_from=mail_from,
-        rcpt_to=rcpt_to,
+        mail_from=mail_from or "",
+        rcpt_to=list(rcpt_to),
+        recipient=recipient,
         message_id=rendered.message_id,
         raw=rendered.raw,
-        status="pending",
+        status="suppressed" if reason else "pending",
+        reason=reason,
         attempts=0,
+        released=False,
         next_attempt_at=now,
         created_at=now,
     )
     session.add(row)
+    session.flush()
+    if mail_from is None and automatic and rt.verp_key is not None:
+        # Render puts the From domain in the Message-ID; bounces go back there.
+        domain = rendered.message_id.rpartition("@")[2]
+        out = rt.settings.outbound
+        row.mail_from = verp.address(row.id, domain, out.verp_local_part, rt.verp_key)
+    if reason is not None:
+        _suppress(session, row, reason, now)
     return row
+
+
+def _suppress(session: Session, row: OutboxMessage, reason: str, now: datetime) -> None:
+    row.status = "suppressed"
+    row.reason = reason
+    log.warning("outbox id=%s (%s to %s) suppressed: %s", row.id, row.kind, row.recipient, reason)
+    notes.event(
+        session,
+        now,
+        "suppressed",
+        reason,
+        ticket_id=row.ticket_id,
+        outbox_id=row.id,
+        address=row.recipient,
+        detail=f"{row.kind} to {row.recipient} was not sent: {reason}",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +122,17 @@ class _Claimed:
 
 
 def flush(rt: Runtime, limit: int = 100) -> int:
-    """Send what is due; return how many rows were attempted."""
+    """Send what is due; return how many due rows were handled (sent, tried or held)."""
     with translate_db_errors():
-        claimed = _claim(rt, limit)
+        claimed, held = _claim(rt, limit)
     if not claimed:
-        return 0
+        return held
     outcomes: dict[int, BaseException | None] = {}
     try:
         with rt.transport.connect() as conn:
             for item in claimed:
                 try:
-                    conn.send(item.mail_from, item.rcpt_to, item.raw, item.key)
+                    conn.send(item.mail_from, item.rcpt_to, _signed(rt, item), item.key)
                     outcomes[item.id] = None
                 except (TemporaryError, PermanentError) as exc:
                     outcomes[item.id] = exc
@@ -92,10 +142,19 @@ def flush(rt: Runtime, limit: int = 100) -> int:
             outcomes.setdefault(item.id, exc)
     with translate_db_errors():
         _record(rt, claimed, outcomes)
-    return len(claimed)
+    return len(claimed) + held
 
 
-def _claim(rt: Runtime, limit: int) -> list[_Claimed]:
+def _signed(rt: Runtime, item: _Claimed) -> bytes:
+    try:
+        return rt.signer.sign(item.raw)
+    except dkim.DKIMException as exc:
+        # The keys were parsed at start-up; a failure here is worth a retry, not a send
+        # without the signature receivers were promised.
+        raise TemporaryError(f"DKIM signing failed: {exc}") from exc
+
+
+def _claim(rt: Runtime, limit: int) -> tuple[list[_Claimed], int]:
     now = rt.clock()
     with rt.sessions.begin() as session:
         rows = session.scalars(
@@ -105,9 +164,17 @@ def _claim(rt: Runtime, limit: int) -> list[_Claimed]:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
+        lease = send_lease(rt, len(rows))
         claimed = []
+        held = 0
         for row in rows:
-            row.next_attempt_at = now + SEND_LEASE
+            if row.automatic and not row.released:
+                reason = limits.held(session, rt.settings.limits, row.recipient, now)
+                if reason is not None:
+                    _suppress(session, row, reason, now)
+                    held += 1
+                    continue
+            row.next_attempt_at = now + lease
             claimed.append(
                 _Claimed(
                     id=row.id,
@@ -121,7 +188,13 @@ def _claim(rt: Runtime, limit: int) -> list[_Claimed]:
                     created_at_age=now - row.created_at,
                 )
             )
-    return claimed
+    return claimed, held
+
+
+def send_lease(rt: Runtime, batch: int) -> timedelta:
+    """How long claimed rows stay ours: long enough for every message of the batch to
+    time out one after the other, so no second sender takes a row still being sent."""
+    return SEND_LEASE + timedelta(seconds=rt.settings.outbound.timeout * batch)
 
 
 def _record(
@@ -135,8 +208,8 @@ def _record(
     with rt.sessions.begin() as session:
         for item in claimed:
             row = session.get(OutboxMessage, item.id)
-            if row is None:
-                continue
+            if row is None or row.status != "pending" or row.attempts != item.attempts:
+                continue  # our lease ran out and another sender has taken the row over
             error = outcomes.get(item.id)
             row.attempts = item.attempts + 1
             trace = {"trace": item.inbound_id}
@@ -152,10 +225,12 @@ def _record(
                 )
                 continue
             row.last_error = str(error)[:2000]
-            if isinstance(error, PermanentError) or item.created_at_age >= lifetime:
-                row.status = "failed"
+            if isinstance(error, PermanentError):
+                _give_up(session, row, error.reason, now)
                 results.append((item, "failed"))
-                log.error("outbox id=%s failed permanently: %s", item.id, error, extra=trace)
+            elif item.created_at_age >= lifetime:
+                _give_up(session, row, "lifetime-expired", now)
+                results.append((item, "failed"))
             else:
                 delay = min(out.retry_base_seconds * 2 ** (row.attempts - 1), out.retry_max_seconds)
                 row.next_attempt_at = now + timedelta(seconds=delay)
@@ -177,3 +252,31 @@ def _record(
         rt.metrics.outbox.labels(item.kind, result).inc()
     for received_at in received.values():
         rt.metrics.receipt_to_ack.observe(max((now - received_at).total_seconds(), 0.0))
+
+
+def _give_up(session: Session, row: OutboxMessage, reason: str, now: datetime) -> None:
+    row.status = "failed"
+    row.reason = reason
+    log.error(
+        "outbox id=%s failed permanently (%s): %s",
+        row.id,
+        reason,
+        row.last_error,
+        extra={"trace": row.inbound_id},
+    )
+    detail = (
+        f"The {row.kind} to {row.recipient} could not be delivered after "
+        f"{row.attempts} attempt(s) ({reason}): {row.last_error}"
+    )
+    notes.event(
+        session,
+        now,
+        "send-failed",
+        reason,
+        ticket_id=row.ticket_id,
+        outbox_id=row.id,
+        address=row.recipient,
+        detail=detail,
+    )
+    if row.ticket_id is not None:
+        notes.internal_note(session, row.ticket_id, now, "Delivery failed", detail)

@@ -5,24 +5,33 @@ and undefined variables are errors.  Only ticket data and configuration reach a
 template — never the inbound subject or body, so an acknowledgement cannot be used to
 reflect a stranger's text to a forged address.  The Message-ID is chosen here, once,
 and stored with the outbox row, so a resend is recognisably the same message.
+
+Every header value passes ``_header``, which refuses CR and LF (header injection) with
+a ``PermanentError("header-injection")``; non-ASCII display names and subjects are
+RFC 2047 encoded by the stdlib ``email`` policy.  The DKIM signature is not added here
+but by the outbox when it sends (``replies.signing``), so a retry days later carries a
+fresh signature made with the key configured at that time.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from typing import Any
 
 import jinja2
 
 from mailgate.clock import Clock
 from mailgate.config import Settings
+from mailgate.errors import PermanentError
 
 LANGUAGES = ("en", "pl", "sk", "cs", "ru")
 MAX_REFERENCES = 20
+
 
 # Every variable each kind of mail is rendered with (besides number, tag and
 # helpdesk_name), with sample values: `mailgate check` and the tests render every
@@ -94,28 +103,36 @@ class Renderer:
     ) -> Rendered:
         lang = self._language(kind, language)
         variables = {"helpdesk_name": self.settings.helpdesk.name, **context}
-        subject = self._template(kind, lang, "subject").render(variables)
+        # Templates end in a newline; anything left inside the subject is an attempt
+        # to start a new header line and is refused below.
+        subject = self._template(kind, lang, "subject").render(variables).strip()
         body = self._template(kind, lang, "body").render(variables)
         domain = from_address.rpartition("@")[2]
         message_id = f"{kind}.{secrets.token_hex(12)}@{domain}"
         msg = EmailMessage(policy=SMTP)
-        msg["From"] = formataddr((self.settings.helpdesk.name, from_address))
-        msg["To"] = to
-        subject = " ".join(subject.split())
-        msg["Subject"] = subject
+        name = _header("From", self.settings.helpdesk.name)
+        local, _, from_domain = _header("From", from_address).rpartition("@")
+        msg["From"] = Address(display_name=name, username=local, domain=from_domain)
+        msg["To"] = _header("To", to)
+        msg["Subject"] = _header("Subject", subject)
         if reply_to:
-            msg["Reply-To"] = reply_to
+            msg["Reply-To"] = _header("Reply-To", reply_to)
         msg["Date"] = format_datetime(clock())
         msg["Message-ID"] = f"<{message_id}>"
-        if in_reply_to:
+        if in_reply_to and _usable_id("In-Reply-To", in_reply_to):
             msg["In-Reply-To"] = f"<{in_reply_to}>"
-            chain = [*references, in_reply_to][-MAX_REFERENCES:]
-            msg["References"] = " ".join(f"<{r}>" for r in dict.fromkeys(chain))
+            chain = [r for r in (*references, in_reply_to) if _usable_id("References", r)]
+            msg["References"] = " ".join(f"<{r}>" for r in references_chain(chain))
         # RFC 3834: mark everything we generate, and ask Exchange not to answer it.
-        msg["Auto-Submitted"] = auto_submitted
+        msg["Auto-Submitted"] = _header("Auto-Submitted", auto_submitted)
         msg["X-Auto-Response-Suppress"] = "All"
+        # Old vacation programs know neither of the above but stay quiet for "bulk".
+        msg["Precedence"] = "bulk"
+        # Names the helpdesk address, so this mail is recognised if it ever comes back
+        # to us through a forwarder that rewrites the Message-ID (autoreply.classify).
+        msg["X-Loop"] = from_address.lower()
         msg.set_content(body, charset="utf-8", cte="quoted-printable")
-        # After set_content, which drops Content-* headers set before it.
+        # After set_content, which drops every Content-* header set before it.
         msg["Content-Language"] = lang
         return Rendered(message_id=message_id, raw=msg.as_bytes(), subject=subject, body=body)
 
@@ -133,3 +150,30 @@ class Renderer:
 
     def _template(self, kind: str, lang: str, part: str) -> jinja2.Template:
         return self.env.get_template(f"{kind}/{lang}/{part}.txt.j2")
+
+
+def references_chain(ids: list[str]) -> list[str]:
+    """The References of a reply: the parent's chain plus the parent, without repeats.
+
+    When the chain is too long the first id (the thread's root) is kept with the most
+    recent ones (RFC 5322 §3.6.4 and the practice of Thunderbird): mail clients that
+    thread by References need the root, Outlook and Gmail the immediate parent.
+    """
+    unique = list(dict.fromkeys(ids))
+    if len(unique) <= MAX_REFERENCES:
+        return unique
+    return [unique[0], *unique[-(MAX_REFERENCES - 1) :]]
+
+
+def _header(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise PermanentError(
+            "header-injection", f"{name} value {value[:80]!r} contains a line break"
+        )
+    return value
+
+
+def _usable_id(name: str, value: str) -> bool:
+    """An inbound Message-ID we can quote; junk ids are left out of the chain."""
+    _header(name, value)
+    return bool(value) and not any(ch.isspace() or ch in "<>" for ch in value)

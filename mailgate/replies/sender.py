@@ -70,14 +70,20 @@ def _maildir_header(mail_from: str, rcpt_to: list[str]) -> bytes:
 
 
 class SmtpRelayTransport:
-    """Sends through the relay named in ``[outbound]``, verifying TLS certificates."""
+    """Sends through the relay named in ``[outbound]``.
+
+    ``starttls`` and ``implicit`` verify the relay's certificate and host name (the
+    stdlib does not unless given a context: we always pass a default one).  A relay
+    without STARTTLS is an error, never a silent fall-back to plain text.  ``insecure``
+    speaks plain SMTP; the config allows it only for a loopback relay.
+    """
 
     def __init__(
         self,
         host: str,
         port: int,
         *,
-        tls: str = "none",
+        tls: str = "starttls",
         timeout: float = 30,
         username: str = "",
         password_env: str = "",
@@ -94,8 +100,8 @@ class SmtpRelayTransport:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         context = ssl.create_default_context()
+        client: smtplib.SMTP | None = None
         try:
-            client: smtplib.SMTP
             if self.tls == "implicit":
                 client = smtplib.SMTP_SSL(
                     self.host,
@@ -112,9 +118,11 @@ class SmtpRelayTransport:
                     client.starttls(context=context)
             if self.username:
                 client.login(self.username, os.environ.get(self.password_env, ""))
-        except smtplib.SMTPResponseException as exc:
-            raise _classify_reply(exc.smtp_code, exc.smtp_error) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            if client is not None:
+                client.close()  # a refused STARTTLS or login must not leak the socket
+            # Even a 5xx here (greeting, AUTH) says nothing about the messages: it is
+            # our relay or our credentials, which an operator fixes; the mail waits.
             raise TemporaryError(f"relay {self.host}:{self.port} unreachable: {exc}") from exc
         try:
             yield _SmtpConnection(client)

@@ -180,28 +180,89 @@ class Attachment(Base):
 
 class OutboxMessage(Base):
     """A rendered outgoing mail.  Its Message-ID is fixed when it is rendered, so a
-    resend after a crash is recognisably the same message."""
+    resend after a crash is recognisably the same message.
+
+    status: pending → sent | failed | suppressed | dropped; sent → bounced when a
+    permanent DSN comes back.  ``reason`` is the machine-readable code of every
+    non-delivery (``recipient-limit``, ``circuit-breaker``, ``relay-rejected`` …).
+    """
 
     __tablename__ = "outbox_message"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))  # ack | …
+    kind: Mapped[str] = mapped_column(String(32))  # ack | bounce-notice | …
+    # Automatic mail (not written by a person) is rate-limited and stopped by the
+    # circuit breaker; operator replies will be stored with False.
+    automatic: Mapped[bool] = mapped_column(Boolean, default=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     # The message this mail answers: its id is the trace id in the logs, and its
     # receipt time starts the receipt-to-acknowledgement histogram.
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
     mail_from: Mapped[str] = mapped_column(String(512))  # envelope sender; "" is <>
     rcpt_to: Mapped[list[str]] = mapped_column(JSON)
+    recipient: Mapped[str] = mapped_column(String(512))  # rcpt_to[0], lower-cased
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    raw: Mapped[bytes] = mapped_column(LargeBinary)  # unsigned: DKIM is added at send time
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # An operator released this row (``outbox retry``): the automatic-mail gates no
+    # longer hold it back.
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # What the last delivery status notification about this mail said.
+    delivery_status: Mapped[str | None] = mapped_column(String(16))  # "5.1.1"
+    delivery_action: Mapped[str | None] = mapped_column(String(16))  # failed | delayed
+    delivery_detail: Mapped[str | None] = mapped_column(Text)
+    delivery_reported_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_outbox_message_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_message_due", "status", "next_attempt_at"),
+        Index("ix_outbox_message_recent", "recipient", "created_at"),
+        Index("ix_outbox_message_created_at", "created_at"),
+    )
+
+
+class Suppression(Base):
+    """An address that bounced permanently: no automatic mail to it until ``until``."""
+
+    __tablename__ = "suppression"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address: Mapped[str] = mapped_column(String(512), unique=True)  # lower-cased
+    reason: Mapped[str] = mapped_column(String(64))  # "dsn:5.1.1"
+    detail: Mapped[str] = mapped_column(Text, default="")
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    created_at: Mapped[datetime]
+    until: Mapped[datetime]
+    notified_at: Mapped[datetime | None]  # the admin mailbox was told (once)
+
+
+class Event(Base):
+    """Something outgoing mail did or did not do, with its reason, for operators.
+
+    kinds: bounce, delay, suppressed, send-failed, breaker-open, admin-notice.
+    Events of a ticket appear in ``mailgate ticket show``; those without one (the
+    circuit breaker) in ``mailgate outbox list``'s log.
+    """
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id"))
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
+    address: Mapped[str | None] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_event_kind_created_at", "kind", "created_at"),)
 
 
 class Counter(Base):

@@ -163,7 +163,8 @@ def run_check(config: Path) -> tuple[int, str]:
 def test_check_passes_on_a_working_setup(db_url: str, tmp_path: Path, sink: RelaySink) -> None:
     config = tmp_path / "ok.toml"
     config.write_text(
-        f'[database]\nurl = "{db_url}"\n[outbound]\nrelay = "127.0.0.1:{sink.port}"\n'
+        f'[database]\nurl = "{db_url}"\n'
+        f'[outbound]\nrelay = "127.0.0.1:{sink.port}"\ntls = "insecure"\n'
     )
     code, output = run_check(config)
     assert code == 0, output

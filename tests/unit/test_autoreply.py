@@ -163,6 +163,30 @@ def test_our_own_mail_coming_back() -> None:
     assert classify(by_id, None, OWN, OWN_DOMAINS) == Classification("other", ("own:message-id",))
 
 
+def test_our_mail_back_through_a_forwarder_that_rewrote_the_message_id() -> None:
+    raw = (
+        b"From: Jan <jan@customer.example>\r\nTo: support@helpdesk.example\r\n"
+        b"Message-ID: <fwd.1@forwarder.example>\r\nX-Loop: Support@helpdesk.example\r\n"
+        b"Subject: [#7] Your request has been registered\r\n\r\nhi\r\n"
+    )
+    result = classify(parse(raw), "jan@customer.example", OWN, OWN_DOMAINS)
+    assert result == Classification("other", ("own:x-loop",))
+    # Somebody else's loop marker is not ours.
+    other = raw.replace(b"Support@helpdesk.example", b"help@elsewhere.example")
+    assert classify(parse(other), "jan@customer.example", OWN, OWN_DOMAINS).kind == "human"
+
+
+def test_exim_failed_recipients_header_marks_a_bounce_only_from_a_daemon() -> None:
+    headers = "Subject: Warning\r\nX-Failed-Recipients: a@x.example, b@y.example\r\n"
+    bounce = kind_of(headers, envelope_from="")
+    assert bounce.kind == "bounce"
+    assert bounce.reasons[:2] == ("envelope:null", "x-failed-recipients")
+    assert bounce.bounce is not None
+    assert bounce.bounce.recipients == ("a@x.example", "b@y.example")
+    assert bounce.bounce.action == "failed"
+    assert kind_of(headers).kind == "human"  # a person's mail with that header is not
+
+
 @pytest.mark.parametrize(
     "sender",
     [
@@ -198,20 +222,29 @@ def test_postfix_dsn() -> None:
         recipients=("jan.novak@customer.example", "petra@customer.example"),
         status="5.1.1",
         action="failed",
+        diagnostic="550 5.1.1 <jan.novak@customer.example>: Recipient address rejected: "
+        "User unknown in virtual mailbox table",
     )
 
 
 def test_delayed_dsn() -> None:
     result = classify_fixture("dsn_delayed.eml", "")
     assert result.kind == "bounce"
-    assert result.bounce == Bounce(("olga@slow.example",), "4.4.1", "delayed")
+    assert result.bounce == Bounce(
+        ("olga@slow.example",),
+        "4.4.1",
+        "delayed",
+        "connect to mx.slow.example[203.0.113.9]:25: Connection timed out",
+    )
 
 
 def test_exchange_non_standard_ndr() -> None:
     result = classify_fixture("exchange_ndr.eml", "<>")
     assert result.kind == "bounce"
     assert result.reasons[:2] == ("envelope:null", "subject:bounce")
-    assert result.bounce == Bounce(("jan.novak@customer.example",), "5.1.1", "failed")
+    assert result.bounce == Bounce(
+        ("jan.novak@customer.example",), "5.1.1", "failed", "<EXCH01.customer.example #5.1.1>"
+    )
 
 
 def test_non_standard_bounce_without_raw_uses_the_body_regex() -> None:
@@ -237,7 +270,12 @@ def test_plain_text_bounce_from_mailer_daemon_by_from_header() -> None:
     result = classify(parse(raw), None)
     assert result.kind == "bounce"
     assert "from:mailer-daemon" in result.reasons
-    assert result.bounce == Bounce(("gone@customer.example",), "5.1.1", "failed")
+    assert result.bounce == Bounce(
+        ("gone@customer.example",),
+        "5.1.1",
+        "failed",
+        "550 5.1.1 <gone@customer.example>: User unknown",
+    )
 
 
 def test_bounce_subject_from_a_person_is_not_a_bounce() -> None:
@@ -253,7 +291,7 @@ def test_parse_delivery_status_takes_the_first_failed_recipient() -> None:
         "Action: failed\nStatus: 5.7.1 (delivery not authorized)\n"
     )
     assert parse_delivery_status(text) == Bounce(
-        ("ok@a.example", "Late@b.example", "alias@c.example"), "5.7.1", "failed"
+        ("ok@a.example", "Late@b.example", "alias@c.example"), "5.7.1", "failed", None
     )
     assert parse_delivery_status("junk without fields") == Bounce((), None, None)
 

@@ -1,0 +1,102 @@
+"""The gates automatic mail must pass: suppression list, per-recipient limit, breaker.
+
+``gate`` runs when an automatic mail is queued (in the transaction that queues it) and
+answers with the reason it must not go out, or None.  In order:
+
+* ``address-suppressed`` — the address bounced permanently within ``suppress_days``;
+* ``circuit-breaker`` — the breaker is open: more than ``breaker_threshold`` automatic
+  mails were queued within ``breaker_window_seconds`` (two gateways answering each
+  other, a forwarding loop, a bug), so all automatic mail stops for
+  ``breaker_cooldown_seconds``.  Opening it logs at ERROR and leaves an event;
+* ``recipient-limit`` — ``acks_per_recipient_per_day`` automatic mails already went
+  to this address within 24 hours (THREATS.md: stricter than OTRS and Zammad).
+
+``held`` repeats the first two just before sending, so mail queued before a bounce or
+before the breaker opened is stopped too.  Mail written by a person (operator replies)
+is never gated, nor is a row an operator released with ``mailgate outbox retry``.
+
+Counts read ``outbox_message`` itself: rows that were or will be attempted count,
+suppressed and dropped ones do not.  Two workers on PostgreSQL may each let one mail
+past a limit at the same instant; the limits are about loops, which that cannot feed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailgate.config import LimitSettings
+from mailgate.replies import notes
+from mailgate.store.models import Event, OutboxMessage, Suppression
+
+log = logging.getLogger(__name__)
+
+COUNTED = ("pending", "sent", "failed", "bounced")
+DAY = timedelta(hours=24)
+
+
+def gate(session: Session, limits: LimitSettings, recipient: str, now: datetime) -> str | None:
+    held_for = held(session, limits, recipient, now)
+    if held_for is not None:
+        return held_for
+    if _automatic_since(session, now - DAY, recipient) >= limits.acks_per_recipient_per_day:
+        return "recipient-limit"
+    window = timedelta(seconds=limits.breaker_window_seconds)
+    recent = _automatic_since(session, now - window)
+    if recent >= limits.breaker_threshold:
+        _open_breaker(session, limits, recent, now)
+        return "circuit-breaker"
+    return None
+
+
+def held(session: Session, limits: LimitSettings, recipient: str, now: datetime) -> str | None:
+    if suppressed_until(session, recipient, now) is not None:
+        return "address-suppressed"
+    if breaker_open_since(session, limits, now) is not None:
+        return "circuit-breaker"
+    return None
+
+
+def suppressed_until(session: Session, address: str, now: datetime) -> datetime | None:
+    return session.scalar(
+        select(Suppression.until).where(
+            Suppression.address == address.lower(), Suppression.until > now
+        )
+    )
+
+
+def breaker_open_since(session: Session, limits: LimitSettings, now: datetime) -> datetime | None:
+    cooldown = timedelta(seconds=limits.breaker_cooldown_seconds)
+    return session.scalar(
+        select(func.max(Event.created_at)).where(
+            Event.kind == "breaker-open", Event.created_at > now - cooldown
+        )
+    )
+
+
+def _automatic_since(session: Session, since: datetime, recipient: str | None = None) -> int:
+    query = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.automatic.is_(True),
+            OutboxMessage.status.in_(COUNTED),
+            OutboxMessage.created_at > since,
+        )
+    )
+    if recipient is not None:
+        query = query.where(OutboxMessage.recipient == recipient.lower())
+    return int(session.scalar(query) or 0)
+
+
+def _open_breaker(session: Session, limits: LimitSettings, recent: int, now: datetime) -> None:
+    detail = (
+        f"{recent} automatic mails queued in the last {limits.breaker_window_seconds} s "
+        f"(threshold {limits.breaker_threshold}); all automatic mail is stopped for "
+        f"{limits.breaker_cooldown_seconds} s. Look for two systems answering each other."
+    )
+    log.error("circuit breaker open: %s", detail)
+    notes.event(session, now, "breaker-open", "automatic-mail-rate", detail=detail)
