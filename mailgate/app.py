@@ -1,11 +1,14 @@
-"""The daemon: listeners, the processing worker, the outbox sender, the scheduler and
-the health endpoints, all on one asyncio loop.
+"""The daemon: listeners, the IMAP pollers, the processing worker, the outbox sender,
+the scheduler and the health endpoints.
 
-Database work runs in threads (``asyncio.to_thread``) so the SMTP sessions never wait
-on it.  ``accept`` wakes the worker; the worker wakes the outbox; an APScheduler job
+Everything but the IMAP pollers runs on one asyncio loop; database work runs in threads
+(``asyncio.to_thread``) so the SMTP sessions never wait on it.  imapclient is blocking,
+so each polled folder has a thread of its own (``ingest.imap``) that wakes the worker
+through the loop.  ``accept`` wakes the worker; the worker wakes the outbox; an APScheduler job
 wakes both every ``processing.sweep_seconds`` to pick up retries whose time has come
-and messages whose worker died.  ``stop`` closes the listeners first, waits for
-sessions that are storing a message, then lets the worker finish its current message.
+and messages whose worker died.  ``stop`` closes the listeners and stops the
+pollers first, waits for sessions that are storing a message, then lets the worker
+finish its current message.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import text
 from mailgate import pipeline
 from mailgate.config import parse_hostport
 from mailgate.errors import MailgateError
+from mailgate.ingest.imap import ImapService
 from mailgate.ingest.smtp import IngestHandler, protocol_factory
 from mailgate.replies import outbox
 from mailgate.runtime import Runtime
@@ -45,6 +49,7 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._http: web.AppRunner | None = None
         self._worker = pipeline.Worker(rt)
+        self.imap: ImapService | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -64,6 +69,9 @@ class Daemon:
             log.info("%s listening on %s:%s", name, host, self.ports[name])
         if settings.http.listen:
             await self._start_http()
+        if settings.imap:
+            self.imap = ImapService(self.rt, self._wake_from_thread(loop))
+            self.imap.start()
         self._tasks = [
             asyncio.create_task(self._loop("worker", self._work, self._process)),
             asyncio.create_task(self._loop("outbox", self._send, self._flush)),
@@ -78,6 +86,14 @@ class Daemon:
         )
         self._scheduler.start()
         self._sweep()  # whatever a previous run left behind
+
+    def _wake_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        def wake() -> None:
+            # The loop may already be closed when a poller finishes during shutdown.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._work.set)
+
+        return wake
 
     def _sweep(self) -> None:
         self._work.set()
@@ -138,6 +154,8 @@ class Daemon:
     async def stop(self, timeout: float = 30) -> None:
         for server in self._servers:
             server.close()
+        if self.imap is not None:
+            await asyncio.to_thread(self.imap.stop, timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         while any(h.in_flight for h in self._handlers):
             if asyncio.get_running_loop().time() > deadline:
