@@ -41,6 +41,7 @@ import contextlib
 import hashlib
 import imaplib
 import logging
+import math
 import os
 import ssl
 import threading
@@ -310,13 +311,10 @@ class FolderSync:
         if settle_known:
             self._settle(client, sorted(known))
         wanted = self._sizes(client, [u for u in uids if u not in known])
-        stored = 0
-        for group in self._groups(wanted):
-            fetched, failure = self._fetch(client, group)
-            stored += self._store(client, cursor, fetched, settle=failure is None)
-            if failure is not None:
-                raise failure
-        return stored
+        return sum(
+            self._store(client, cursor, self._fetch(client, group))
+            for group in self._groups(wanted)
+        )
 
     def _sizes(self, client: IMAPClient, uids: list[int]) -> list[tuple[int, int]]:
         """(uid, size) of the messages to fetch; over-size ones are skipped here."""
@@ -329,7 +327,8 @@ class FolderSync:
             if size is None:
                 continue  # expunged since the search
             if size > self.account.max_message_size:
-                self._skip(uid, f"{size} bytes is over max_message_size")
+                # The limit changes only with a restart: no point in trying again before.
+                self._skip(uid, f"{size} bytes is over max_message_size", retry=False)
                 continue
             wanted.append((uid, int(size)))
         return wanted
@@ -350,14 +349,12 @@ class FolderSync:
         if group:
             yield group
 
-    def _fetch(
-        self, client: IMAPClient, uids: list[int]
-    ) -> tuple[dict[int, bytes], BaseException | None]:
+    def _fetch(self, client: IMAPClient, uids: list[int]) -> dict[int, bytes]:
         try:
             response = client.fetch(uids, [b"BODY.PEEK[]"])
         except NETWORK_ERRORS as exc:
             self._blame(uids, exc)
-            return {}, exc
+            raise
         fetched: dict[int, bytes] = {}
         for uid in uids:
             data = response.get(uid)
@@ -371,7 +368,7 @@ class FolderSync:
             self._suspects.discard(uid)
             self._failures.pop(uid, None)
             self._skipped.pop(uid, None)
-        return fetched, None
+        return fetched
 
     def _blame(self, uids: list[int], exc: BaseException) -> None:
         if len(uids) > 1:
@@ -382,11 +379,11 @@ class FolderSync:
         if self._failures[uid] >= FAILURES_BEFORE_SKIP:
             self._skip(uid, f"FETCH failed {self._failures[uid]} times, last: {exc}")
 
-    def _skip(self, uid: int, reason: str) -> None:
+    def _skip(self, uid: int, reason: str, *, retry: bool = True) -> None:
         if uid not in self._skipped:
             self.stats.skipped += 1
             self.progress += 1
-        self._skipped[uid] = time.monotonic()
+        self._skipped[uid] = time.monotonic() if retry else math.inf
         # When it is tried again it goes alone, and one more failure skips it again.
         self._suspects.add(uid)
         self._failures[uid] = FAILURES_BEFORE_SKIP - 1
@@ -397,10 +394,8 @@ class FolderSync:
         self._failures.clear()
         self._skipped.clear()
 
-    def _store(
-        self, client: IMAPClient, cursor: Cursor, fetched: dict[int, bytes], *, settle: bool
-    ) -> int:
-        """Commit what was fetched, then (connection permitting) flag/move/delete it."""
+    def _store(self, client: IMAPClient, cursor: Cursor, fetched: dict[int, bytes]) -> int:
+        """Commit what was fetched, then flag, move or delete it."""
         if not fetched:
             return 0
         same_bytes = self._same_bytes(fetched)
@@ -425,8 +420,7 @@ class FolderSync:
         if new:
             self.wake()
         # Everything in ``fetched`` is now in the store: only now may the server hear it.
-        if settle:
-            self._settle(client, sorted(fetched))
+        self._settle(client, sorted(fetched))
         return new
 
     def _same_bytes(self, fetched: dict[int, bytes]) -> set[int]:
