@@ -1,9 +1,12 @@
 """A real Dovecot IMAP server for the tests, private to one test session.
 
 Dovecot runs in the foreground as our child process, with its own configuration, run
-directory and Maildir root under a temporary directory, listening on a free loopback
-port.  Any user name logs in with the password ``secret`` (a static passdb) and gets an
-empty Maildir of its own, so each test takes a fresh user instead of cleaning up.
+directory and Maildir root under a temporary directory, listening on two free loopback
+ports: plain IMAP (which also offers STARTTLS) and implicit TLS.  Its certificate is
+self-signed for 127.0.0.1, made with the openssl command dovecot-core depends on; a
+test trusts it by pointing SSL_CERT_FILE at ``cert``.  Any user name logs in with the
+password ``secret`` (a static passdb) and gets an empty Maildir of its own, so each
+test takes a fresh user instead of cleaning up.
 
 Dovecot refuses to run mail processes as root, so the mail root belongs to uid 5000
 (no passwd entry is needed) and the directory above it is world-traversable — which is
@@ -35,7 +38,9 @@ state_dir = {root}/state
 instance_name = mailgate-test-{port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = {root}/dovecot.log
@@ -57,7 +62,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 protocol imap {{
@@ -77,6 +83,8 @@ class Dovecot:
         self.executable = executable
         self.root = Path(tempfile.mkdtemp(prefix="mailgate-dovecot-"))
         self.port = free_port()
+        self.tls_port = free_port()
+        self.cert = self.root / "cert.pem"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -84,9 +92,25 @@ class Dovecot:
         for sub in ("run", "state", "mail"):
             (self.root / sub).mkdir()
         os.chown(self.root / "mail", MAIL_UID, MAIL_UID)
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-keyout", str(self.root / "key.pem"), "-out", str(self.cert)),
+                *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         conf = self.root / "dovecot.conf"
         conf.write_text(
-            _CONFIG.format(root=self.root, port=self.port, uid=MAIL_UID, password=PASSWORD)
+            _CONFIG.format(
+                root=self.root,
+                port=self.port,
+                tls_port=self.tls_port,
+                uid=MAIL_UID,
+                password=PASSWORD,
+            )
         )
         self.proc = subprocess.Popen(
             [self.executable, "-F", "-c", str(conf)],

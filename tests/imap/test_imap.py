@@ -320,6 +320,25 @@ def test_poison_messages_are_skipped_without_blocking_the_folder(
         assert "broken@customer.example" in message_ids(rt)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the database is not the point
+def test_both_tls_modes_verify_the_server_certificate(
+    imap_settings: ImapSettings, dovecot: Dovecot, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot.append(user, "INBOX", mails(2, "tls"))
+    modes = [("starttls", dovecot.port), ("implicit", dovecot.tls_port)]
+    for tls, port in modes:  # a self-signed certificate nobody said to trust
+        with runtime(imap_settings(tls=tls, port=port)) as rt:
+            refused = poll(rt, max_failures=1)
+            assert not refused.completed
+            assert "CERTIFICATE_VERIFY_FAILED" in refused.stats.last_error
+            assert rows(rt) == []
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.cert))  # now the system trusts it
+    for tls, port in modes:
+        with runtime(imap_settings(tls=tls, port=port, name=f"desk-{tls}")) as rt:
+            assert poll(rt).completed
+    assert len(message_ids(rt)) == 2  # the second account found both already stored
+
+
 # One backend is enough to measure memory; SQLite keeps it quick.
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_two_thousand_messages_import_in_bounded_memory(
