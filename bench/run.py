@@ -202,9 +202,8 @@ class Mailgate:
         wait_port(self.smtp_port)
         return self
 
-    def settled(self) -> int:
-        """Inbound messages processed (done or quarantined)."""
-        sql = "SELECT count(*) FROM inbound_message WHERE status IN ('done', 'quarantined')"
+    def count(self, sql: str) -> int:
+        """The single number a ``SELECT count(*)`` gives, on either backend."""
         if self.db_url.startswith("sqlite"):
             with sqlite3.connect(self.db_path, timeout=10) as conn:
                 return int(conn.execute(sql).fetchone()[0])
@@ -212,6 +211,12 @@ class Mailgate:
 
         with psycopg.connect(self.db_url.replace("+psycopg", ""), connect_timeout=5) as conn:
             return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
+
+    def settled(self) -> int:
+        """Inbound messages processed (done or quarantined)."""
+        return self.count(
+            "SELECT count(*) FROM inbound_message WHERE status IN ('done', 'quarantined')"
+        )
 
     def wait_settled(self, n: int, timeout: float = 600) -> float:
         deadline = time.monotonic() + timeout
@@ -276,6 +281,13 @@ def bench_latency(
         return latencies, mg.sink.count, offered
 
 
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
@@ -329,10 +341,7 @@ def main() -> None:
                     f"mean {statistics.mean(lat) * 1000:6.0f} ms  ({len(lat)} acks)",
                 )
             )
-        width = max(len(r[0]) for r in rows)
-        print()
-        for name, value in rows:
-            print(f"{name:<{width}}  {value}")
+        print_rows(rows)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

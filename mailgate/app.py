@@ -1,8 +1,11 @@
-"""The daemon: listeners, the processing worker, the outbox sender, the scheduler and
-the HTTP endpoints (health, readiness, Prometheus metrics), all on one asyncio loop.
+"""The daemon: listeners, the IMAP pollers, the processing worker, the outbox sender,
+the scheduler and the HTTP endpoints (health, readiness, Prometheus metrics, the
+confirm page).
 
-Database work runs in threads (``asyncio.to_thread``) so the SMTP sessions never wait
-on it.  ``accept`` wakes the worker; the worker wakes the outbox; an APScheduler job
+Everything but the IMAP pollers runs on one asyncio loop; database work runs in threads
+(``asyncio.to_thread``) so the SMTP sessions never wait on it.  imapclient is blocking,
+so each polled folder has a thread of its own (``ingest.imap``) that wakes the worker
+through the loop.  ``accept`` wakes the worker; the worker wakes the outbox; an APScheduler job
 wakes both every ``processing.sweep_seconds`` to pick up retries whose time has come
 and messages whose worker died.
 
@@ -32,6 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from mailgate import logs, pipeline
 from mailgate.config import Settings, parse_hostport
 from mailgate.errors import MailgateError
+from mailgate.ingest.imap import ImapService
 from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
 from mailgate.replies import outbox
 from mailgate.runtime import Runtime
@@ -78,6 +82,7 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._http: web.AppRunner | None = None
         self._worker = pipeline.Worker(rt)
+        self.imap: ImapService | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,6 +104,9 @@ class Daemon:
         self.rt.metrics.up.set(len(self._servers))
         if settings.http.listen:
             await self._start_http()
+        if settings.imap:
+            self.imap = ImapService(self.rt, self._wake_from_thread(loop))
+            self.imap.start()
         self._tasks = [
             asyncio.create_task(self._loop("worker", self._work, self._process)),
             asyncio.create_task(self._loop("outbox", self._send, self._flush)),
@@ -141,6 +149,14 @@ class Daemon:
             return session
 
         return build
+
+    def _wake_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        def wake() -> None:
+            # The loop may already be closed when a poller finishes during shutdown.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._work.set)
+
+        return wake
 
     def _sweep(self) -> None:
         self._work.set()
@@ -210,6 +226,9 @@ class Daemon:
         for handler in self._handlers:
             handler.draining = True
         self.rt.metrics.up.set(0)
+        if self.imap is not None:
+            # Pollers stop first: nothing is flagged on the server after this.
+            await asyncio.to_thread(self.imap.stop, timeout)
 
         def busy() -> bool:
             sessions = any(_in_transaction(s) for s in list(self._sessions))

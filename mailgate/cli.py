@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from mailgate import app, autoreply, logs, pipeline
 from mailgate.config import Settings, load
 from mailgate.errors import ConfigError, PermanentError, TemporaryError
+from mailgate.ingest import imap as imap_ingest
 from mailgate.ingest.accept import Envelope, Incoming, accept, accept_many
 from mailgate.message import ParsedMessage
 from mailgate.parse import parse
@@ -216,6 +217,45 @@ def _ingest_batch(
     finally:
         box.close()
     click.echo(f"{stored} stored, {duplicates} already present ({len(keys)} in {path})")
+
+
+@main.group()
+def imap() -> None:
+    """IMAP accounts ([[imap]] in the config)."""
+
+
+@imap.command("poll-once")
+@click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
+@pass_ctx
+def imap_poll_once(ctx: Context, accounts: tuple[str, ...]) -> None:
+    """Import what the configured folders hold now, then exit (run `drain` to process)."""
+    settings = ctx.settings
+    unknown = set(accounts) - {a.name for a in settings.imap}
+    if not settings.imap or unknown:
+        what = ", ".join(sorted(unknown)) if unknown else "none configured"
+        click.echo(f"mailgate: no such [[imap]] account: {what}", err=True)
+        sys.exit(EX_CONFIG)
+    rt = ctx.runtime()
+    try:
+        _require_schema(rt)
+        results = imap_ingest.poll_once(rt, accounts)
+    finally:
+        rt.close()
+    failed = False
+    for r in results:
+        s = r.stats
+        line = (
+            f"{s.account}/{s.folder}: {s.stored} stored, {s.duplicates} already present, "
+            f"{s.skipped} skipped"
+        )
+        if r.busy:
+            line = f"{s.account}/{s.folder}: another mailgate process is reading this folder"
+        elif not r.completed:
+            failed = True
+            line += f"; incomplete: {s.last_error}"
+        click.echo(line)
+    if failed:
+        sys.exit(EX_TEMPFAIL)
 
 
 @main.command()

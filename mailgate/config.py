@@ -5,6 +5,11 @@ variables named ``MAILGATE_<SECTION>__<KEY>`` (``MAILGATE_SMTP__LISTEN=127.0.0.1
 Every problem found is collected and raised together as one ``ConfigError`` so an admin
 fixes the file in one pass.  ``config/mailgate.example.toml`` documents every key; a
 test proves it names exactly the keys defined here.
+
+Most sections are fixed tables of scalar keys.  ``[[imap]]`` is the exception: an array
+of tables, one per IMAP account, so it is validated table by table against
+``ImapAccountSettings`` and cannot be set from the environment (only the secrets it
+names come from there).
 """
 
 from __future__ import annotations
@@ -159,6 +164,43 @@ class TemplateSettings:
     directory: str = ""  # empty: the templates/ folder shipped beside the package
 
 
+IMAP_TLS_MODES = ("implicit", "starttls", "none")
+IMAP_AUTH_MODES = ("login", "xoauth2")
+_ACCOUNT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ImapAccountSettings:
+    """One ``[[imap]]`` table: a mailbox mailgate polls (see ``ingest.imap``)."""
+
+    name: str = ""  # part of every source_ref: imap:<name>:<folder>:<uidvalidity>:<uid>
+    host: str = ""
+    port: int = 0  # 0: 993 for implicit TLS, 143 otherwise
+    tls: str = "implicit"  # implicit | starttls | none (loopback only)
+    auth: str = "login"  # login | xoauth2 (the secret is then an access token)
+    username: str = ""
+    password_env: str = ""
+    password_file: str = ""
+    folders: tuple[str, ...] = ("INBOX",)
+    after: str = "seen"  # seen | move:FOLDER | delete
+    acknowledge_existing: bool = False
+    address: str = ""  # helpdesk address the mailbox receives for; "" → To/Cc decide
+    idle: bool = True
+    poll_interval: int = 60
+    reconcile_interval: int = 300
+    timeout: int = 30
+    batch_size: int = 100
+    max_message_size: int = 26_214_400
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls == "implicit" else 143)
+
+    @property
+    def move_to(self) -> str | None:
+        return self.after[len("move:") :] if self.after.startswith("move:") else None
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -177,6 +219,7 @@ class Settings:
     directory: DirectorySettings = field(default_factory=DirectorySettings)
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
+    imap: tuple[ImapAccountSettings, ...] = ()
 
     def queue_for(self, address: str) -> str | None:
         """The queue a recipient address feeds, accepting ``local+tag@domain`` forms."""
@@ -199,9 +242,13 @@ class Settings:
 
 
 def section_types() -> dict[str, type]:
-    """Section name → dataclass type, read from ``Settings``' annotations."""
+    """Section name → dataclass type of the fixed ``[section]`` tables."""
     hints = get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name not in LISTS}
+
+
+# Array-of-tables sections ([[name]]) and the dataclass each table becomes.
+LISTS: dict[str, type] = {"imap": ImapAccountSettings}
 
 
 def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -229,8 +276,14 @@ def build(
     problems = [] if problems is None else problems
     merged: dict[str, dict[str, Any]] = {}
     sections = section_types()
+    lists: dict[str, list[Any]] = {}
     for name, value in data.items():
-        if name not in sections:
+        if name in LISTS:
+            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                lists[name] = value
+            else:
+                problems.append(f"[[{name}]] must be an array of tables")
+        elif name not in sections:
             problems.append(f"unknown section [{name}]")
         elif not isinstance(value, dict):
             problems.append(f"[{name}] must be a table")
@@ -242,6 +295,11 @@ def build(
         section, _, option = key[len(ENV_PREFIX) :].lower().partition("__")
         if section in ("config", "test"):  # MAILGATE_CONFIG names the file itself
             continue
+        if section in LISTS:
+            problems.append(
+                f"environment variable {key}: [[{section}]] tables are set in the file only"
+            )
+            continue
         if section not in sections:
             problems.append(f"environment variable {key}: unknown section {section!r}")
             continue
@@ -249,6 +307,11 @@ def build(
     built: dict[str, Any] = {}
     for name, cls in sections.items():
         built[name] = _build_section(name, cls, merged.get(name, {}), problems)
+    for name, cls in LISTS.items():
+        built[name] = tuple(
+            _build_table(f"{name}[{i}]", cls(), table, problems)
+            for i, table in enumerate(lists.get(name, []))
+        )
     if not problems:
         settings = Settings(**built)
         problems.extend(_cross_checks(settings, environ or {}))
@@ -265,8 +328,12 @@ class _EnvValue:
 
 
 def _build_section(name: str, cls: type, values: Mapping[str, Any], problems: list[str]) -> Any:
-    default = _default_section(name)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return _build_table(name, getattr(Settings(), name), values, problems)
+
+
+def _build_table(name: str, default: Any, values: Mapping[str, Any], problems: list[str]) -> Any:
+    """``default`` with the well-typed ``values`` applied; every bad key is a problem."""
+    fields = {f.name for f in dataclasses.fields(default)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
@@ -277,10 +344,6 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], problems: li
         if coerced is not None:
             kwargs[key] = coerced
     return dataclasses.replace(default, **kwargs)
-
-
-def _default_section(name: str) -> Any:
-    return getattr(Settings(), name)
 
 
 def _coerce(where: str, default: Any, value: Any, problems: list[str]) -> Any:
@@ -321,6 +384,8 @@ def _coerce(where: str, default: Any, value: Any, problems: list[str]) -> Any:
     elif isinstance(default, tuple) and where not in TABLE_LISTS:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)
+        problems.append(f"{where}: expected a list of strings, got {value!r}")
+        return None
     elif isinstance(default, Mapping):
         if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             return dict(value)
@@ -384,7 +449,7 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
         problems.append("outbound.tls: must be starttls, implicit or insecure")
     elif s.outbound.tls == "insecure" and s.outbound.relay:
         host = s.outbound.relay.rpartition(":")[0].strip("[]")
-        if not _is_loopback(host):
+        if not is_loopback(host):
             problems.append(
                 "outbound.tls: insecure (no TLS) is allowed only for a loopback relay, "
                 f"not {host!r}"
@@ -442,16 +507,13 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
             f"outbound.verp_secret_env: {s.outbound.verp_secret_env} must hold at least "
             "16 characters"
         )
+    names = [a.name for a in s.imap]
+    for i, account in enumerate(s.imap):
+        where = f"imap[{i}]" + (f" ({account.name})" if account.name else "")
+        problems.extend(f"{where}: {p}" for p in _imap_problems(account, environ))
+        if account.name and names.count(account.name) > 1:
+            problems.append(f"{where}: name is used by more than one [[imap]] table")
     return problems
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _limit_checks(s: Settings) -> list[str]:
@@ -480,3 +542,58 @@ def _dkim_checks(d: DkimSettings) -> list[str]:
         elif not os.access(key.key_file, os.R_OK):
             problems.append(f"{where}.key_file: {key.key_file} is not readable")
     return problems
+
+
+def _imap_problems(a: ImapAccountSettings, environ: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+    if not _ACCOUNT_NAME_RE.match(a.name):
+        problems.append("name: 1-64 characters of letters, digits, '.', '_' or '-'")
+    for key in ("host", "username"):
+        if not getattr(a, key):
+            problems.append(f"{key}: required")
+    if a.tls not in IMAP_TLS_MODES:
+        problems.append("tls: must be implicit, starttls or none")
+    elif a.tls == "none" and a.host and not is_loopback(a.host):
+        # A password in clear text may cross the loopback interface and nothing else.
+        problems.append("tls: none is allowed only for a loopback host")
+    if a.auth not in IMAP_AUTH_MODES:
+        problems.append("auth: must be login or xoauth2")
+    if bool(a.password_env) == bool(a.password_file):
+        problems.append("exactly one of password_env and password_file is needed")
+    elif a.password_env and a.password_env not in environ:
+        problems.append(f"password_env: environment variable {a.password_env} is not set")
+    elif a.password_file and not os.access(a.password_file, os.R_OK):
+        problems.append(f"password_file: {a.password_file} cannot be read")
+    if not a.folders:
+        problems.append("folders: at least one folder is needed")
+    if len(set(a.folders)) != len(a.folders):
+        problems.append("folders: a folder is listed twice")
+    if any(not f or len(f) > 300 for f in a.folders):
+        problems.append("folders: names must be 1-300 characters")
+    if a.after not in ("seen", "delete") and not (a.move_to and len(a.move_to) <= 300):
+        problems.append("after: must be seen, delete or move:FOLDER")
+    elif a.move_to in a.folders:
+        problems.append("after: the move target must not be one of the polled folders")
+    if a.address and not _ADDRESS_RE.match(a.address):
+        problems.append(f"address: {a.address!r} is not an e-mail address")
+    if not 0 <= a.port < 65536:
+        problems.append("port: must be 0 (the default for the TLS mode) to 65535")
+    for key in (
+        "poll_interval",
+        "reconcile_interval",
+        "timeout",
+        "batch_size",
+        "max_message_size",
+    ):
+        if getattr(a, key) <= 0:
+            problems.append(f"{key}: must be positive")
+    return problems
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -75,8 +75,9 @@ def sink() -> Iterator[RelaySink]:
 
 
 def make_settings(
-    db_url: str, tmp_path: Any, environ: dict[str, str] | None = None, **sections: dict[str, Any]
+    db_url: str, tmp_path: Any, environ: dict[str, str] | None = None, **sections: Any
 ) -> Settings:
+    """Settings for a test; a section given as a list is an array of tables ([[imap]])."""
     data: dict[str, Any] = {
         "database": {"url": db_url},
         "smtp": {"listen": "127.0.0.1:0"},
@@ -91,7 +92,10 @@ def make_settings(
         "processing": {"retry_base_seconds": 30, "sweep_seconds": 3600},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, list):
+            data[name] = values
+        else:
+            data.setdefault(name, {}).update(values)
     return config.build(data, environ=environ or {})
 
 

@@ -162,11 +162,19 @@ def make_mail(
 
 
 class TcpProxy:
-    """A loopback TCP forwarder that can be cut, to make a real database unreachable."""
+    """A loopback TCP forwarder that can be cut, to make a real server unreachable.
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    With ``cut_after`` it cuts every open connection by itself once that many bytes
+    have come back from the server (once; later connections pass freely), which lands
+    the cut in the middle of whatever the client was reading.
+    """
+
+    def __init__(self, target_host: str, target_port: int, cut_after: int | None = None) -> None:
         self.target = (target_host, target_port)
         self.port = 0
+        self.cut_after = cut_after
+        self.was_cut = threading.Event()
+        self._downstream = 0
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -193,13 +201,15 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, down in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, down), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
         try:
             while data := src.recv(65536):
+                if downstream and self._over_budget(len(data)):
+                    self.cut()
+                    return
                 dst.sendall(data)
         except OSError:
             pass
@@ -207,6 +217,26 @@ class TcpProxy:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+
+    def _over_budget(self, size: int) -> bool:
+        with self._lock:
+            if self.cut_after is None:
+                return False
+            self._downstream += size
+            if self._downstream <= self.cut_after:
+                return False
+            self.cut_after = None
+            return True
+
+    def cut(self) -> None:
+        """Cut the open connections; new ones are still accepted."""
+        self.was_cut.set()  # before the cut, so whoever sees the EOF also sees this
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._conns.clear()
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""
@@ -217,9 +247,4 @@ class TcpProxy:
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
-        with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self._conns.clear()
+        self.cut()

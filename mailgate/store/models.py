@@ -343,3 +343,23 @@ class Challenge(Base):
     reminded_at: Mapped[datetime | None]
     used_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(16))  # confirmed | refused | expired
+
+
+class ImapCursor(Base):
+    """How far mailgate has read one IMAP folder (see ``ingest.imap``).
+
+    ``last_uid`` is the highest UID examined under ``uidvalidity``; it only saves work —
+    whether a message is stored is always decided by its ``source_ref`` in
+    ``inbound_message``.  ``baseline_uid`` is the highest UID present when the folder
+    was first read (or re-read after a UIDVALIDITY change): mail at or below it is
+    historical and is acknowledged only when the account says so.
+    """
+
+    __tablename__ = "imap_cursor"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(300), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    baseline_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -29,13 +30,107 @@ def test_example_documents_every_key_with_its_default() -> None:
             assert example[section][key] == default, (
                 f"{section}.{key}: example shows a value other than the default"
             )
-    assert set(example) == set(config.section_types())
+    assert set(example) == set(config.section_types())  # [[imap]] is a commented sample
     # The commented-out [[dkim.sign]] entry shows every key of a signing table and is
     # itself a valid configuration once uncommented.
     block = text[text.index("# [[dkim.sign]]") :].split("\n\n")[0]
     uncommented = tomllib.loads("\n".join(line[2:] for line in block.splitlines()))
     [entry] = uncommented["dkim"]["sign"]
     assert set(entry) == {f.name for f in dataclasses.fields(config.DkimKey)}
+
+
+# Keys of an [[imap]] table that have no useful default: the example shows a sample.
+IMAP_SAMPLE_KEYS = {"name", "host", "username", "password_env"}
+
+
+def test_example_documents_every_imap_key_and_is_valid() -> None:
+    text = (ROOT / "config" / "mailgate.example.toml").read_text()
+    assert "imap" not in tomllib.loads(text)  # a sample, commented out: polls nothing
+    # Uncomment the sample: its table header and key lines, not the explanations.
+    sample = text[text.index("# [[imap]]") :]
+    code = re.compile(r"^# (\[\[imap\]\]|[a-z_]+ = .*)$")
+    example = tomllib.loads(
+        "\n".join(m.group(1) for line in sample.splitlines() if (m := code.match(line)))
+    )
+    for section, cls in config.LISTS.items():
+        [table] = example[section]
+        assert set(table) == {f.name for f in dataclasses.fields(cls)}, f"[[{section}]] keys"
+        default = cls()
+        for key, value in table.items():
+            if key in IMAP_SAMPLE_KEYS:
+                continue
+            shown = tuple(value) if isinstance(value, list) else value
+            assert shown == getattr(default, key), f"{section}.{key}: not the default"
+    settings = config.build({"imap": example["imap"]}, environ={"MAILGATE_IMAP_PASSWORD": "secret"})
+    [account] = settings.imap
+    assert account.folders == ("INBOX",)
+    assert account.effective_port == 993
+
+
+IMAP_TABLES = """
+[[imap]]
+name = "support"
+host = "imap.example.net"
+tls = "none"
+username = "u"
+password_env = "NOT_SET_ANYWHERE"
+folders = ["INBOX", "INBOX"]
+after = "move:INBOX"
+{extra}
+
+[[imap]]
+name = "support"
+host = "127.0.0.1"
+tls = "none"
+username = "u"
+password_file = "{secret}"
+after = "archive"
+batch_size = 0
+folders = {folders}
+
+[[imap]]
+name = "bad:name"
+password_env = "A"
+password_file = "{secret}"
+"""
+
+
+def test_imap_tables_list_every_problem(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("x\n")
+    path = tmp_path / "imap.toml"
+    path.write_text(IMAP_TABLES.format(extra='colour = "blue"', secret=secret, folders='"INBOX"'))
+    problems = "\n".join(problems_of(path, {"A": "1", "MAILGATE_IMAP__HOST": "x"}))
+    for fragment in (
+        "[imap[0]] unknown key 'colour'",
+        "imap[1].folders: expected a list of strings",
+        "MAILGATE_IMAP__HOST: [[imap]] tables are set in the file only",
+    ):
+        assert fragment in problems, fragment
+    # With the values well-typed, the checks across keys report the rest together.
+    path.write_text(IMAP_TABLES.format(extra="", secret=secret, folders='["INBOX"]'))
+    found = problems_of(path, {"A": "1"})
+    problems = "\n".join(found)
+    for fragment in (
+        "imap[0] (support): tls: none is allowed only for a loopback host",
+        "imap[0] (support): password_env: environment variable NOT_SET_ANYWHERE is not set",
+        "imap[0] (support): folders: a folder is listed twice",
+        "imap[0] (support): after: the move target must not be one of the polled folders",
+        "imap[0] (support): name is used by more than one [[imap]] table",
+        "imap[1] (support): after: must be seen, delete or move:FOLDER",
+        "imap[1] (support): batch_size: must be positive",
+        "imap[2] (bad:name): name: 1-64 characters",
+        "imap[2] (bad:name): host: required",
+        "imap[2] (bad:name): exactly one of password_env and password_file is needed",
+    ):
+        assert fragment in problems, fragment
+    # The above, imap[1]'s duplicate name and imap[2]'s missing username.
+    assert len(found) == 12
+
+
+def test_imap_must_be_an_array_of_tables() -> None:
+    with pytest.raises(ConfigError, match=r"\[\[imap\]\] must be an array of tables"):
+        config.build({"imap": {"name": "x"}}, environ={})
 
 
 def test_dev_config_declares_the_three_helpdesk_addresses() -> None:
@@ -80,6 +175,13 @@ def test_environment_overrides_are_typed() -> None:
     assert settings.public_url == "https://help.example.com"
 
 
+def problems_of(path: Path, environ: dict[str, str]) -> list[str]:
+    """Every problem ``load`` reports for the file at ``path``."""
+    with pytest.raises(ConfigError) as info:
+        config.load(path, environ=environ)
+    return info.value.problems
+
+
 def test_bad_config_lists_every_problem_at_once(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(
@@ -99,9 +201,7 @@ subject_tag = "[ticket]"
 x = 1
 """
     )
-    with pytest.raises(ConfigError) as info:
-        config.load(path, environ={"MAILGATE_PROCESSING__MAX_ATTEMPTS": "many"})
-    problems = "\n".join(info.value.problems)
+    problems = "\n".join(problems_of(path, {"MAILGATE_PROCESSING__MAX_ATTEMPTS": "many"}))
     for fragment in (
         "unknown section [nonsense]",
         "[smtp] unknown key 'colour'",
