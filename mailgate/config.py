@@ -126,6 +126,11 @@ class ProcessingSettings:
     lease_seconds: int = 300
     max_header_bytes: int = 102_400
     max_mime_depth: int = 20
+    # The facts stage (parse, classify, authenticate) runs in this many worker
+    # processes, each message under a time and memory budget; 0 runs it in-process.
+    parse_workers: int = 2
+    parse_seconds: int = 10
+    parse_memory_mb: int = 2048
     sweep_seconds: int = 30
 
 

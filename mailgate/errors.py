@@ -52,3 +52,7 @@ class PermanentError(MailgateError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+    def __reduce__(self) -> tuple[type[PermanentError], tuple[str, str]]:
+        # Raised in a facts worker process and pickled back: keep reason and detail.
+        return (type(self), (self.reason, self.detail))

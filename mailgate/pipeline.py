@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -23,10 +23,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from mailgate import autoreply, correlate, policy
+from mailgate import correlate, policy
 from mailgate.errors import PermanentError
-from mailgate.message import Classification, ParsedMessage
-from mailgate.parse import parse
+from mailgate.facts import BudgetExceeded, Evidence, FactsConfig, Job
+from mailgate.message import ParsedMessage
 from mailgate.replies import bounces, notify
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
@@ -39,9 +39,6 @@ from mailgate.store.models import (
     Ticket,
 )
 from mailgate.verify import challenge, directory
-from mailgate.verify.authn import AuthVerdict, authenticate
-from mailgate.verify.identity import Identifiers, extract
-from mailgate.verify.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -153,53 +150,13 @@ def claim(rt: Runtime, limit: int) -> list[Claimed]:
     return claimed
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """What is known about a message before any transaction: the facts stage."""
-
-    parsed: ParsedMessage
-    classification: Classification
-    auth: AuthVerdict
-    identifiers: Identifiers
-    password_redacted: bool
-    # Accounts found in the company's customer database (copied in before resolving).
-    external_accounts: tuple[directory.AccountSpec, ...] = ()
-
-
-def gather(rt: Runtime, item: Claimed) -> Evidence:
-    """Parse, classify, authenticate (DNS) and identify — no database, no transaction."""
-    parsed = parse(item.raw, rt.parse_limits)
-    classification = autoreply.classify(
-        parsed,
-        item.mail_from,
+def facts_config(rt: Runtime) -> FactsConfig:
+    return FactsConfig(
+        limits=rt.parse_limits,
         own_addresses=own_addresses(rt),
-        own_message_id_domains=own_domains(rt),
-        raw=item.raw,
-    )
-    sender = parsed.from_.address if parsed.from_ else None
-    auth = authenticate(
-        item.raw,
-        sender,
-        parsed.headers,
+        own_domains=own_domains(rt),
         trusted_authserv_ids=frozenset(rt.settings.verify.trusted_authserv_ids),
-        dnsfunc=rt.dns,
-        now=rt.clock(),
     )
-    parsed, redacted = _redact(parsed)
-    identifiers = extract(parsed.subject, parsed.text, ignore_domains=own_domains(rt))
-    external = tuple(rt.external.lookup(sender, identifiers)) if rt.external else ()
-    return Evidence(parsed, classification, auth, identifiers, redacted, external)
-
-
-def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:
-    subject, in_subject = redact(parsed.subject)
-    text, in_text = redact(parsed.text)
-    body, in_body = redact(parsed.body_text)
-    html, in_html = redact(parsed.html) if parsed.html else (None, False)
-    found = in_subject or in_text or in_body or in_html
-    if not found:
-        return parsed, False
-    return replace(parsed, subject=subject, text=text, body_text=body, html=html), True
 
 
 def process(rt: Runtime, item: Claimed) -> None:
@@ -218,15 +175,29 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
     """
     outcomes: list[str] = []
     evidence: dict[int, Evidence] = {}
+    external: dict[int, tuple[directory.AccountSpec, ...]] = {}
     failed: dict[int, tuple[BaseException, bool]] = {}
+    jobs = [Job(item.id, item.raw, item.mail_from) for item in batch]
+    found = rt.analyzer.run(jobs, facts_config(rt), rt.dns, rt.clock())
     for item in batch:
-        try:
-            evidence[item.id] = gather(rt, item)
-        except PermanentError as exc:
-            failed[item.id] = (exc, True)
-        except Exception as exc:  # the per-message boundary: log, retry, never lose
-            log.exception("facts for inbound id=%s failed", item.id)
-            failed[item.id] = (exc, False)
+        result = found[item.id]
+        if isinstance(result, PermanentError):
+            failed[item.id] = (result, True)
+        elif isinstance(result, BaseException):
+            if not isinstance(result, BudgetExceeded):
+                log.error(
+                    "facts for inbound id=%s failed",
+                    item.id,
+                    exc_info=result,
+                    extra={"trace": item.id},
+                )
+            failed[item.id] = (result, False)
+        else:
+            evidence[item.id] = result
+            # The customer database is asked here, outside any transaction of ours.
+            sender = result.parsed.from_.address if result.parsed.from_ else None
+            if rt.external is not None:
+                external[item.id] = tuple(rt.external.lookup(sender, result.identifiers))
     with translate_db_errors(), rt.sessions.begin() as session:
         for item in batch:
             if item.id in failed:
@@ -234,7 +205,11 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
                 continue
             try:
                 with session.begin_nested():
-                    outcomes.append(_decide_and_apply(session, rt, item, evidence[item.id]))
+                    outcomes.append(
+                        _decide_and_apply(
+                            session, rt, item, evidence[item.id], external.get(item.id, ())
+                        )
+                    )
             except (OperationalError, InterfaceError):
                 raise  # the database itself: translated, the batch is released
             except PermanentError as exc:
@@ -251,7 +226,13 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
             rt.metrics.processed.labels(outcome).inc()
 
 
-def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence) -> str:
+def _decide_and_apply(
+    session: Session,
+    rt: Runtime,
+    item: Claimed,
+    ev: Evidence,
+    external_accounts: tuple[directory.AccountSpec, ...] = (),
+) -> str:
     """Decide and apply in the caller's transaction; return the verdict's name ("" when
     another worker took the message over)."""
     row = session.get(InboundMessage, item.id)
@@ -265,7 +246,7 @@ def _decide_and_apply(session: Session, rt: Runtime, item: Claimed, ev: Evidence
         duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
     queue, helpdesk_address = route(rt, item.rcpt_to, parsed)
     token = challenge.find_token([*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))])
-    for spec in ev.external_accounts:
+    for spec in external_accounts:
         directory.upsert(session, spec, rt.clock())
     threading = correlate.find_ticket(
         session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
@@ -497,7 +478,8 @@ def _record_failure(
     row.lease_until = None
     if permanent or row.attempts >= p.max_attempts:
         row.status = "quarantined"
-        row.reason = reason or "attempts-exhausted"
+        exhausted = "parse-budget" if isinstance(exc, BudgetExceeded) else "attempts-exhausted"
+        row.reason = reason or exhausted
         row.verdict = "Quarantine"
         log.warning(
             "inbound id=%s quarantined: %s", item.id, row.last_error, extra={"trace": item.id}

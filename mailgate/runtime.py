@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
 from mailgate.metrics import Metrics
+from mailgate.facts import Analyzer, InlineAnalyzer, PoolAnalyzer
 from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
@@ -44,6 +45,8 @@ class Runtime:
     # The company's own customer database, when [directory] url is set.
     external: ExternalDirectory | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # Where the facts stage runs: worker processes under a budget, or inline.
+    analyzer: Analyzer = field(default_factory=InlineAnalyzer)
 
     @classmethod
     def create(
@@ -71,6 +74,7 @@ class Runtime:
             external=ExternalDirectory(settings.directory, clock)
             if settings.directory.url
             else None,
+            analyzer=make_analyzer(settings),
         )
 
     @property
@@ -89,9 +93,17 @@ class Runtime:
         self.signer = Signer(settings.dkim)
 
     def close(self) -> None:
+        self.analyzer.close()
         self.engine.dispose()
         if self.external is not None:
             self.external.close()
+
+
+def make_analyzer(settings: Settings) -> Analyzer:
+    p = settings.processing
+    if p.parse_workers <= 0:
+        return InlineAnalyzer()
+    return PoolAnalyzer(p.parse_workers, p.parse_seconds, p.parse_memory_mb)
 
 
 def no_dns(name: bytes, timeout: float = 0) -> None:

@@ -89,7 +89,8 @@ def make_settings(
             "retry_base_seconds": 60,
             "tls": "insecure",
         },
-        "processing": {"retry_base_seconds": 30, "sweep_seconds": 3600},
+        # In-process facts stage: deterministic and quick; the worker pool has its own test.
+        "processing": {"retry_base_seconds": 30, "sweep_seconds": 3600, "parse_workers": 0},
     }
     for name, values in sections.items():
         if isinstance(values, list):

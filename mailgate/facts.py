@@ -1,0 +1,194 @@
+"""The facts stage: everything learned from a message's bytes before any transaction.
+
+``analyze`` parses, classifies, authenticates (DNS through the injected ``dnsfunc``),
+redacts pasted passwords and extracts identifiers.  It is pure CPU plus DNS, so it
+can run in other processes: ``PoolAnalyzer`` spreads a batch over worker processes,
+which both uses every core (the daemon is otherwise one GIL-bound process) and puts
+hostile input under a hard budget — a message that takes longer than
+``processing.parse_seconds`` gets its worker killed and is retried, then quarantined
+with reason ``parse-budget``; a worker's address space is capped at
+``processing.parse_memory_mb``, so a memory bomb fails that message alone.
+``InlineAnalyzer`` does the same work in the calling thread (``parse_workers = 0``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import resource
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from multiprocessing.pool import AsyncResult, Pool
+from typing import Protocol
+
+from mailgate import autoreply
+from mailgate.errors import TemporaryError
+from mailgate.limits import ParseLimits
+from mailgate.message import Classification, ParsedMessage
+from mailgate.parse import parse
+from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
+from mailgate.verify.identity import Identifiers, extract
+from mailgate.verify.redact import redact
+
+log = logging.getLogger(__name__)
+
+
+class BudgetExceeded(TemporaryError):
+    """The facts stage took longer than its budget (or its worker died) for this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class FactsConfig:
+    """The part of the settings the facts stage needs (small and picklable)."""
+
+    limits: ParseLimits
+    own_addresses: frozenset[str]
+    own_domains: frozenset[str]
+    trusted_authserv_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    parsed: ParsedMessage  # passwords already redacted from its texts
+    classification: Classification
+    auth: AuthVerdict
+    identifiers: Identifiers
+    password_redacted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    key: int  # the inbound id
+    raw: bytes
+    mail_from: str | None
+
+
+def analyze(
+    raw: bytes, mail_from: str | None, config: FactsConfig, dnsfunc: DnsFunc, now: datetime
+) -> Evidence:
+    parsed = parse(raw, config.limits)
+    classification = autoreply.classify(
+        parsed,
+        mail_from,
+        own_addresses=config.own_addresses,
+        own_message_id_domains=config.own_domains,
+        raw=raw,
+    )
+    sender = parsed.from_.address if parsed.from_ else None
+    auth = authenticate(
+        raw,
+        sender,
+        parsed.headers,
+        trusted_authserv_ids=config.trusted_authserv_ids,
+        dnsfunc=dnsfunc,
+        now=now,
+    )
+    parsed, redacted = _redact(parsed)
+    identifiers = extract(parsed.subject, parsed.text, ignore_domains=config.own_domains)
+    return Evidence(parsed, classification, auth, identifiers, redacted)
+
+
+def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:
+    subject, in_subject = redact(parsed.subject)
+    text, in_text = redact(parsed.text)
+    body, in_body = redact(parsed.body_text)
+    html, in_html = redact(parsed.html) if parsed.html else (None, False)
+    if not (in_subject or in_text or in_body or in_html):
+        return parsed, False
+    return replace(parsed, subject=subject, text=text, body_text=body, html=html), True
+
+
+Outcome = Evidence | BaseException
+
+
+class Analyzer(Protocol):
+    def run(
+        self, jobs: Sequence[Job], config: FactsConfig, dnsfunc: DnsFunc, now: datetime
+    ) -> dict[int, Outcome]:
+        """Evidence, or the exception that stopped it, for every job."""
+
+    def close(self) -> None: ...
+
+
+class InlineAnalyzer:
+    def run(
+        self, jobs: Sequence[Job], config: FactsConfig, dnsfunc: DnsFunc, now: datetime
+    ) -> dict[int, Outcome]:
+        results: dict[int, Outcome] = {}
+        for job in jobs:
+            try:
+                results[job.key] = analyze(job.raw, job.mail_from, config, dnsfunc, now)
+            except Exception as exc:  # noqa: BLE001 -- the per-message boundary; caller logs
+                results[job.key] = exc
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+def _limit_memory(megabytes: int) -> None:
+    # A worker's whole address space: a decompression or MIME bomb raises MemoryError
+    # in that worker, for that message, instead of swapping the host.
+    limit = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _analyze_job(job: Job, config: FactsConfig, dnsfunc: DnsFunc, now: datetime) -> Evidence:
+    return analyze(job.raw, job.mail_from, config, dnsfunc, now)
+
+
+class PoolAnalyzer:
+    """Runs ``analyze`` in ``workers`` processes under a time and memory budget."""
+
+    def __init__(self, workers: int, budget_seconds: float, memory_mb: int) -> None:
+        self.workers = workers
+        self.budget = budget_seconds
+        self.memory_mb = memory_mb
+        self._pool: Pool | None = None
+
+    def _get_pool(self) -> Pool:
+        if self._pool is None:
+            # forkserver: workers start from a clean, single-threaded process, never
+            # from a fork of the threaded daemon.
+            context = multiprocessing.get_context("forkserver")
+            self._pool = context.Pool(
+                self.workers, initializer=_limit_memory, initargs=(self.memory_mb,)
+            )
+        return self._pool
+
+    def run(
+        self, jobs: Sequence[Job], config: FactsConfig, dnsfunc: DnsFunc, now: datetime
+    ) -> dict[int, Outcome]:
+        pool = self._get_pool()
+        pending: list[tuple[Job, AsyncResult[Evidence]]] = [
+            (job, pool.apply_async(_analyze_job, (job, config, dnsfunc, now))) for job in jobs
+        ]
+        # Each worker may take the whole budget for each message it is handed.
+        rounds = math.ceil(len(jobs) / self.workers)
+        deadline = time.monotonic() + self.budget * max(rounds, 1)
+        results: dict[int, Outcome] = {}
+        overrun = False
+        for job, result in pending:
+            try:
+                results[job.key] = result.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except multiprocessing.TimeoutError:
+                overrun = True
+                results[job.key] = BudgetExceeded(
+                    f"facts stage over its budget of {self.budget:g} s (or its worker died)"
+                )
+            except Exception as exc:  # noqa: BLE001 -- raised in the worker for this message
+                results[job.key] = exc
+        if overrun:
+            # The stuck worker cannot be interrupted: replace the whole pool.
+            log.warning("facts: budget exceeded; restarting the worker processes")
+            self.close()
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None

@@ -1,0 +1,74 @@
+"""The facts stage in worker processes: same results as in-process, refusals carried
+back with their reason, and a budget that kills the workers and quarantines the
+message that keeps exceeding it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mailgate import pipeline
+from mailgate.facts import PoolAnalyzer
+from mailgate.ingest.accept import Envelope, accept
+from mailgate.store.models import InboundMessage, Ticket
+from tests import hostile
+from tests.conftest import make_runtime, make_settings
+from tests.support import FakeClock, make_mail
+
+ENV = Envelope("jan@customer.example", ("support@helpdesk.example",))
+
+
+def test_worker_processes_give_the_same_outcomes(db_url: str, tmp_path: Path) -> None:
+    rt = make_runtime(make_settings(db_url, tmp_path, processing={"parse_workers": 2}))
+    assert isinstance(rt.analyzer, PoolAnalyzer)
+    samples = hostile.samples()
+    try:
+        for name in ("no-message-id", "to-10000-addresses", "deep-nesting", "undeclared-koi8r"):
+            accept(rt.sessions, samples[name], ENV, "smtp")
+        accept(rt.sessions, make_mail(subject="Awaria serwera"), ENV, "smtp")
+        while pipeline.run_pending(rt):
+            pass
+        with rt.sessions() as s:
+            rows = {r.id: (r.status, r.reason) for r in s.scalars(select(InboundMessage))}
+            subjects = set(s.scalars(select(Ticket.subject)))
+        assert rows[2] == ("quarantined", "header-too-large")  # reason survives pickling
+        assert rows[3] == ("quarantined", "mime-too-deep")
+        assert [rows[i][0] for i in (1, 4, 5)] == ["done"] * 3
+        assert "Awaria serwera" in subjects
+    finally:
+        rt.close()
+
+
+def test_budget_kills_workers_then_quarantines(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = make_settings(
+        db_url, tmp_path, processing={"max_attempts": 2, "retry_base_seconds": 1}
+    )
+    rt = make_runtime(settings, clock)
+    # A budget no message can meet: every attempt overruns.
+    rt.analyzer = PoolAnalyzer(workers=1, budget_seconds=0.0001, memory_mb=2048)
+    try:
+        row_id = accept(rt.sessions, make_mail(), ENV, "smtp", clock=clock).inbound_id
+        assert pipeline.run_pending(rt) == 1
+        with rt.sessions() as s:
+            row = s.get_one(InboundMessage, row_id)
+            assert (row.status, row.attempts) == ("retry", 1)
+            assert "BudgetExceeded" in (row.last_error or "")
+        clock.advance(seconds=1)
+        assert pipeline.run_pending(rt) == 1
+        with rt.sessions() as s:
+            row = s.get_one(InboundMessage, row_id)
+            assert (row.status, row.reason) == ("quarantined", "parse-budget")
+        # After the operator's replay, a sane budget processes it.
+        rt.analyzer.close()
+        rt.analyzer = PoolAnalyzer(workers=1, budget_seconds=30, memory_mb=2048)
+        with rt.sessions.begin() as s:
+            row = s.get_one(InboundMessage, row_id)
+            row.status, row.attempts, row.next_attempt_at = "received", 0, clock()
+        assert pipeline.run_pending(rt) == 1
+        with rt.sessions() as s:
+            assert s.get_one(InboundMessage, row_id).status == "done"
+    finally:
+        rt.close()
