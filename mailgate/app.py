@@ -35,6 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from mailgate import logs, pipeline
 from mailgate.config import Settings, parse_hostport
 from mailgate.errors import MailgateError
+from mailgate.ingest.committer import GroupCommitter
 from mailgate.ingest.imap import ImapService
 from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
 from mailgate.replies import outbox
@@ -82,10 +83,12 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._http: web.AppRunner | None = None
         self._worker = pipeline.Worker(rt)
+        self._committer = GroupCommitter(rt.sessions, rt.clock)
         self.imap: ImapService | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._committer.start()
         settings = self.rt.settings
         for name, listener, lmtp in (
             ("smtp", settings.smtp, False),
@@ -94,7 +97,7 @@ class Daemon:
             if not listener.listen:
                 continue
             host, port = parse_hostport(listener.listen)
-            factory, handler = protocol_factory(self.rt, lmtp, self._work.set)
+            factory, handler = protocol_factory(self.rt, lmtp, self._work.set, self._committer)
             server = await loop.create_server(self._guard(factory), host, port)
             self._servers.append(server)
             self._handlers.append(handler)
@@ -244,6 +247,7 @@ class Daemon:
         for session in list(self._sessions):
             if session.transport is not None:
                 session.transport.close()
+        await asyncio.to_thread(self._committer.stop)
         timeout = max(deadline - loop.time(), 1.0)
         self._stopping.set()
         self._work.set()

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
-from mailgate.metrics import Metrics
 from mailgate.facts import Analyzer, InlineAnalyzer, PoolAnalyzer
+from mailgate.metrics import Metrics
 from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport

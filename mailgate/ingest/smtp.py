@@ -26,7 +26,8 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from mailgate.config import ListenerSettings, Settings
 from mailgate.errors import PermanentError, TemporaryError
-from mailgate.ingest.accept import Envelope, accept
+from mailgate.ingest.accept import Envelope, Incoming, accept
+from mailgate.ingest.committer import GroupCommitter
 from mailgate.replies import verp
 from mailgate.runtime import Runtime
 
@@ -51,11 +52,14 @@ class IngestHandler:
         source: str,
         listener: ListenerSettings,
         on_accepted: Callable[[], None] = lambda: None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self.rt = rt
         self.source = source
         self.listener = listener
         self.on_accepted = on_accepted
+        # Sessions share commits through it; without one, each message commits alone.
+        self.committer = committer
         self.in_flight = 0
         # Set by the daemon on SIGTERM: a cached connection (Postfix keeps LMTP sessions
         # open) must not start a new transaction while we wait for open ones to end.
@@ -106,9 +110,13 @@ class IngestHandler:
         )
         self.in_flight += 1
         try:
-            result = await asyncio.to_thread(
-                accept, self.rt.sessions, raw, smtp_envelope, self.source, clock=self.rt.clock
-            )
+            if self.committer is not None:
+                incoming = Incoming(raw, smtp_envelope, self.source)
+                result = await asyncio.wrap_future(self.committer.submit(incoming))
+            else:
+                result = await asyncio.to_thread(
+                    accept, self.rt.sessions, raw, smtp_envelope, self.source, clock=self.rt.clock
+                )
         except PermanentError:
             self._count("rejected")
             return EMPTY_MESSAGE
@@ -166,12 +174,15 @@ class PerRecipientLMTP(LMTP):
 
 
 def protocol_factory(
-    rt: Runtime, lmtp: bool, on_accepted: Callable[[], None]
+    rt: Runtime,
+    lmtp: bool,
+    on_accepted: Callable[[], None],
+    committer: GroupCommitter | None = None,
 ) -> tuple[Callable[[], SMTP], IngestHandler]:
     """A factory for ``loop.create_server`` and the handler it shares."""
     settings: Settings = rt.settings
     listener = settings.lmtp if lmtp else settings.smtp
-    handler = IngestHandler(rt, "lmtp" if lmtp else "smtp", listener, on_accepted)
+    handler = IngestHandler(rt, "lmtp" if lmtp else "smtp", listener, on_accepted, committer)
     cls = PerRecipientLMTP if lmtp else SMTP
 
     def factory() -> SMTP:

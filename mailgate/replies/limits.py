@@ -45,11 +45,27 @@ def gate(session: Session, limits: LimitSettings, recipient: str, now: datetime)
     if _automatic_since(session, now - DAY, recipient) >= limits.acks_per_recipient_per_day:
         return "recipient-limit"
     window = timedelta(seconds=limits.breaker_window_seconds)
-    recent = _automatic_since(session, now - window)
-    if recent >= limits.breaker_threshold:
-        _open_breaker(session, limits, recent, now)
+    if _window_full(session, now - window, limits.breaker_threshold):
+        _open_breaker(session, limits, limits.breaker_threshold, now)
         return "circuit-breaker"
     return None
+
+
+def _window_full(session: Session, since: datetime, threshold: int) -> bool:
+    """Whether ``threshold`` automatic mails were queued after ``since``.
+
+    Reads back from the newest row by primary key and stops at the ``threshold``-th:
+    the cost is bounded by the threshold, not by how much mail the window holds (a
+    count over created_at would scan the window for every mail queued).
+    """
+    nth = session.scalar(
+        select(OutboxMessage.created_at)
+        .where(OutboxMessage.automatic.is_(True), OutboxMessage.status.in_(COUNTED))
+        .order_by(OutboxMessage.id.desc())
+        .offset(threshold - 1)
+        .limit(1)
+    )
+    return nth is not None and nth > since
 
 
 def held(session: Session, limits: LimitSettings, recipient: str, now: datetime) -> str | None:
@@ -77,7 +93,7 @@ def breaker_open_since(session: Session, limits: LimitSettings, now: datetime) -
     )
 
 
-def _automatic_since(session: Session, since: datetime, recipient: str | None = None) -> int:
+def _automatic_since(session: Session, since: datetime, recipient: str) -> int:
     query = (
         select(func.count())
         .select_from(OutboxMessage)
@@ -87,14 +103,13 @@ def _automatic_since(session: Session, since: datetime, recipient: str | None = 
             OutboxMessage.created_at > since,
         )
     )
-    if recipient is not None:
-        query = query.where(OutboxMessage.recipient == recipient.lower())
+    query = query.where(OutboxMessage.recipient == recipient.lower())
     return int(session.scalar(query) or 0)
 
 
 def _open_breaker(session: Session, limits: LimitSettings, recent: int, now: datetime) -> None:
     detail = (
-        f"{recent} automatic mails queued in the last {limits.breaker_window_seconds} s "
+        f"at least {recent} automatic mails queued in the last {limits.breaker_window_seconds} s "
         f"(threshold {limits.breaker_threshold}); all automatic mail is stopped for "
         f"{limits.breaker_cooldown_seconds} s. Look for two systems answering each other."
     )

@@ -157,3 +157,34 @@ def test_bad_input_over_smtp_is_stored_and_processed_or_quarantined(relay_rt: Ru
         "truncated-mime",
     ):
         assert outcome[name] == "OpenTicket", (name, outcome[name])
+
+
+def test_concurrent_sessions_share_commits_and_each_gets_its_own_id(relay_rt: Runtime) -> None:
+    import threading
+
+    answers: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def client(n: int, port: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.ehlo()
+            for i in range(5):
+                mid = f"c{n}-{i}@customer.example"
+                c.mail("jan@customer.example")
+                c.rcpt("support@helpdesk.example")
+                code, text = c.data(make_mail(message_id=f"<{mid}>", subject=mid))
+                assert code == 250
+                with lock:
+                    answers[mid] = text.decode().rsplit(" ", 1)[-1]
+
+    with DaemonThread(relay_rt) as d:
+        threads = [threading.Thread(target=client, args=(n, d.port("smtp"))) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    with relay_rt.sessions() as s:
+        stored = {r.message_id: str(r.id) for r in s.scalars(select(InboundMessage))}
+    assert len(stored) == 40
+    # "250 2.0.0 OK queued as N": N is the row that holds exactly that message.
+    assert answers == stored
