@@ -546,6 +546,11 @@ def _conversation_checks(s: Settings) -> list[str]:
     return problems
 
 
+def is_address(value: str) -> bool:
+    """A plain e-mail address, as the config and the command line accept them."""
+    return bool(_ADDRESS_RE.match(value))
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True

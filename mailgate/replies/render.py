@@ -38,7 +38,11 @@ MAX_REFERENCES = 20
 # template in every language with these, so a missing variable fails before a customer
 # would see it.
 SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
-    "ack": {"authorization": "consultative", "password_redacted": True},
+    "ack": {
+        "authorization": "consultative",
+        "password_redacted": True,
+        "missing": ["target", "service", "start_time", "diagnostics"],
+    },
     "challenge": {
         "reminder": False,
         "login": "jkowalski",
@@ -49,6 +53,27 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "expires": "2026-11-26 09:00 UTC",
     },
     "challenge_result": {"outcome": "confirmed"},
+    "operator_notice": {
+        "event": "new",
+        "requester": "jan@customer.example",
+        "queue": "technical",
+        "priority": "high",
+        "priority_reason": "keyword:awaria",
+        "authorization": "authorized",
+        "mentions": [7],
+        "linked": 3,
+        "note_address": "support+42.n.0123456789abcdef0123@helpdesk.example",
+    },
+    "reply": {"operator_name": "Anna Nowak"},
+    "holding": {"eta": "2026-11-23 11:00 UTC"},
+    "command_error": {},
+    "escalation": {
+        "requester": "jan@customer.example",
+        "queue": "technical",
+        "priority": "high",
+        "due": "2026-11-23 09:10 UTC",
+        "eta": "2026-11-23 11:00 UTC",
+    },
 }
 PAGE_SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
     "confirm": {
