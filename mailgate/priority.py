@@ -20,8 +20,9 @@ from mailgate.verify.identity import Identifiers
 ITEMS = ("target", "service", "start_time", "diagnostics")
 _SAMPLE = 20_000  # characters of text searched; the words that matter come first
 
+# Names of services (not "server", which every report says and which names nothing).
 _SERVICES = re.compile(
-    r"\b(?:vps|vds|dedicated|dedyk\w*|hosting\w*|serwer\w*|server\w*|сервер\w*|"
+    r"\b(?:vps|vds|dedicated|dedyk\w*|hosting\w*|"
     r"e-?mail|mail\w*|poczt\w*|pošt\w*|почт\w*|dns|ssl|tls|certifi\w*|certyfikat\w*|"
     r"database|mysql|postgres\w*|baz\w* danych|databáz\w*|баз\w* данных|"
     r"website|www|stron\w*|stránk\w*|web\w*|сайт\w*|domen\w*|domain\w*|domén\w*|домен\w*|"
