@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -89,17 +90,12 @@ def notify_queue(
     linked = session.get(Ticket, ticket.linked_ticket_id) if ticket.linked_ticket_id else None
     files = _attachments(session, article)
     for operator in recipients.values():
-        notify.send(
+        mail_operator(
             session,
             rt,
             ticket,
-            kind="operator_notice",
-            to=operator.address,
-            language=rt.settings.helpdesk.default_language,
-            role="o",
-            article=False,
-            automatic=False,
-            auto_submitted="auto-generated",
+            "operator_notice",
+            operator.address,
             quoted=Quoted(
                 after=article.text or article.body_text, subject=ticket.subject, attachments=files
             ),
@@ -278,17 +274,44 @@ def reject(
     inbound_id: int,
 ) -> None:
     """The short error mail for an operator whose commands could not all be applied."""
+    mail_operator(
+        session,
+        rt,
+        ticket,
+        "command_error",
+        operator.address,
+        quoted=Quoted(after="\n".join(f"  {e}" for e in errors)),
+        inbound_id=inbound_id,
+        auto_submitted="auto-replied",
+    )
+
+
+def mail_operator(
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    kind: str,
+    to: str,
+    *,
+    quoted: Quoted,
+    context: dict[str, Any] | None = None,
+    inbound_id: int | None = None,
+    auto_submitted: str = "auto-generated",
+) -> None:
+    """Mail an operator about a ticket: in the helpdesk's language, with a reply address
+    signed for operator replies, never rate-limited, not recorded as an article."""
     notify.send(
         session,
         rt,
         ticket,
-        kind="command_error",
-        to=operator.address,
+        kind=kind,
+        to=to,
         language=rt.settings.helpdesk.default_language,
         role="o",
         article=False,
         automatic=False,
-        auto_submitted="auto-replied",
-        quoted=Quoted(after="\n".join(f"  {e}" for e in errors)),
+        auto_submitted=auto_submitted,
+        quoted=quoted,
+        context=context,
         inbound_id=inbound_id,
     )

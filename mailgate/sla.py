@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailgate import operators
-from mailgate.replies import notes, notify
+from mailgate.replies import notes
 from mailgate.replies.render import Quoted
 from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
@@ -76,17 +76,12 @@ def escalate(rt: Runtime) -> int:
 
 def _escalation_mail(session: Session, rt: Runtime, ticket: Ticket, address: str) -> None:
     assert ticket.first_response_due is not None
-    notify.send(
+    operators.mail_operator(
         session,
         rt,
         ticket,
-        kind="escalation",
-        to=address,
-        language=rt.settings.helpdesk.default_language,
-        role="o",
-        article=False,
-        automatic=False,  # operator mail is never rate-limited
-        auto_submitted="auto-generated",
+        "escalation",
+        address,
         quoted=Quoted(subject=ticket.subject),
         context={
             "requester": ticket.requester,
