@@ -32,7 +32,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailgate import logs, pipeline
+from mailgate import logs, pipeline, sla
 from mailgate.config import Settings, parse_hostport
 from mailgate.errors import MailgateError
 from mailgate.ingest.committer import GroupCommitter
@@ -129,8 +129,34 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        for job in (self._escalate, self._close_resolved):
+            self._scheduler.add_job(
+                job,
+                "interval",
+                seconds=settings.sla.check_seconds,
+                max_instances=1,
+                coalesce=True,
+            )
         self._scheduler.start()
         self._sweep()  # whatever a previous run left behind
+
+    async def _escalate(self) -> None:
+        """Mail the operators about tickets whose first response is overdue."""
+        try:
+            if await asyncio.to_thread(sla.escalate, self.rt):
+                self._send.set()
+        except MailgateError as exc:
+            log.warning("sla escalation: %s", exc)
+
+    async def _close_resolved(self) -> None:
+        """Close tickets that stayed resolved long enough."""
+        try:
+            closed = await asyncio.to_thread(sla.close_resolved, self.rt)
+        except MailgateError as exc:
+            log.warning("closing resolved tickets: %s", exc)
+            return
+        if closed:
+            log.info("closed %s resolved ticket(s)", closed)
 
     async def _challenges(self) -> None:
         """Expire unanswered confirmation requests and send the one reminder."""

@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mailgate import app, autoreply, logs, pipeline
-from mailgate.config import Settings, load
+from mailgate import app, autoreply, correlate, logs, operators, pipeline
+from mailgate.config import Settings, is_address, load
 from mailgate.errors import ConfigError, PermanentError, TemporaryError
 from mailgate.ingest import imap as imap_ingest
 from mailgate.ingest.accept import Envelope, Incoming, accept, accept_many
@@ -367,6 +367,15 @@ def ticket_json(t: Ticket, account: str | None = None) -> dict[str, Any]:
         "helpdesk_address": t.helpdesk_address,
         "authorization": t.authorization,
         "account": account,
+        "priority_reason": t.priority_reason,
+        "assignee": t.assignee,
+        "first_response_due": _iso(t.first_response_due),
+        "first_response_at": _iso(t.first_response_at),
+        "escalated_at": _iso(t.escalated_at),
+        "eta": _iso(t.eta_at),
+        "eta_reason": t.eta_reason,
+        "resolved_at": _iso(t.resolved_at),
+        "closed_at": _iso(t.closed_at),
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
     }
@@ -413,6 +422,9 @@ def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
             sys.exit(1)
         login = session.scalar(select(Account.login).where(Account.id == t.account_id))
         doc = ticket_json(t, login)
+        linked = session.get(Ticket, t.linked_ticket_id) if t.linked_ticket_id else None
+        doc["linked_ticket"] = linked.number if linked else None
+        doc["participants"] = correlate.participants(session, t.id)
         doc["articles"] = [article_json(a) for a in t.articles]
         events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
         doc["events"] = [event_json(e) for e in events]
@@ -665,6 +677,51 @@ def accounts_show(ctx: Context, login: str) -> None:
             click.echo(f"no account {login}", err=True)
             sys.exit(1)
         click.echo(json.dumps(account_json(account), ensure_ascii=False, indent=2))
+
+
+@main.group("operators")
+def operators_group() -> None:
+    """Operators who answer tickets from their mail client."""
+
+
+@operators_group.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Shown to customers under the operator's replies.")
+@click.option("--queue", "queues", multiple=True, required=True, help="A queue (repeatable).")
+@pass_ctx
+def operators_add(ctx: Context, email: str, name: str, queues: tuple[str, ...]) -> None:
+    """Register an operator in one or more queues (or add queues to one)."""
+    known = ctx.settings.queue_names
+    listed = ", ".join(sorted(known))
+    problems = [f"no queue {q!r} (queues: {listed})" for q in queues if q not in known]
+    if not is_address(email):
+        problems.append(f"{email!r} is not an e-mail address")
+    if any(ch in name for ch in "\r\n"):
+        problems.append("the name must not contain line breaks")
+    if problems:
+        click.echo("mailgate: nothing stored:\n  - " + "\n  - ".join(problems), err=True)
+        sys.exit(EX_DATAERR)
+    with ctx.session(write=True) as (rt, session):
+        row = operators.add(session, email, name, queues, rt.clock())
+        summary = f"{row.address} in {', '.join(row.queues)}"
+    click.echo(f"operator {summary}")
+
+
+@operators_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def operators_list(ctx: Context, as_json: bool) -> None:
+    with ctx.session() as (_, session):
+        docs = [
+            {"address": o.address, "name": o.name, "queues": list(o.queues)}
+            for o in operators.listing(session)
+        ]
+    if as_json:
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    for d in docs:
+        click.echo(f"{d['address']:<35} {d['name']:<25} {', '.join(d['queues'])}")
+    click.echo(f"({len(docs)} operators)")
 
 
 @main.group("outbox")

@@ -21,9 +21,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from mailgate.durations import parse_duration
 from mailgate.errors import ConfigError
 
 ENV_PREFIX = "MAILGATE_"
@@ -142,6 +144,55 @@ class HelpdeskSettings:
     # Where notices about dead customer addresses go until accounts know their admins.
     postmaster: str = ""
     queues: Mapping[str, str] = field(default_factory=lambda: dict(QUEUES_DEFAULT))
+    # Language of a queue's mail when the customer's cannot be told ("abuse" = "en");
+    # queues not named here use default_language.
+    queue_languages: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ThreadingSettings:
+    """Signed reply addresses and Message-IDs (``mailgate.tokens``), reopening."""
+
+    # Names the environment variable holding the threading key (at least 16
+    # characters).  Empty: a random key made once and kept in the database.
+    secret_env: str = ""
+    # A customer reply within this many days of "resolved" reopens the ticket; a later
+    # one opens a new ticket that links the old one.
+    reopen_days: int = 30
+
+
+# Words that make a new ticket high priority, in the five languages we answer in.
+PRIORITY_KEYWORDS = (
+    "server down", "site down", "is down", "outage", "not working", "urgent", "emergency",
+    "awaria", "nie działa", "pilne", "serwer leży",
+    "nefunguje", "výpadok", "havária", "súrne", "urgentné",
+    "nefunguje", "výpadek", "havárie", "naléhavé", "urgentní",
+    "не работает", "авария", "сервер упал", "срочно", "недоступен",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PrioritySettings:
+    # Case-insensitive phrases in the subject or visible text that make a new ticket
+    # high priority (the phrase found is recorded as the reason).
+    keywords: tuple[str, ...] = tuple(dict.fromkeys(PRIORITY_KEYWORDS))
+    # Believe the sender's Importance: high / X-Priority: 1-2 / Priority: urgent.
+    headers: bool = True
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    # First-response targets by priority ("10m", "1h", "1d"), overridable per queue
+    # as "<queue>.<priority>" = "<duration>".
+    high: str = "10m"
+    normal: str = "60m"
+    per_queue: Mapping[str, str] = field(default_factory=dict)
+    # Also gets every escalation mail; empty: only the queue's operators.
+    on_call: str = ""
+    # Resolved tickets close on their own after this many days.
+    close_resolved_days: int = 7
+    # How often (seconds) the SLA and closing jobs run.
+    check_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -222,6 +273,9 @@ class Settings:
     helpdesk: HelpdeskSettings = field(default_factory=HelpdeskSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    threading: ThreadingSettings = field(default_factory=ThreadingSettings)
+    priority: PrioritySettings = field(default_factory=PrioritySettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
     imap: tuple[ImapAccountSettings, ...] = ()
@@ -232,6 +286,17 @@ class Settings:
         base = local.split("+", 1)[0]
         queues = {a.lower(): q for a, q in self.helpdesk.queues.items()}
         return queues.get(f"{base}@{domain}")
+
+    def first_response_target(self, queue: str, priority: str) -> timedelta:
+        """How long a new ticket of this queue and priority may wait for an operator."""
+        text = self.sla.per_queue.get(f"{queue}.{priority}") or (
+            self.sla.high if priority == "high" else self.sla.normal
+        )
+        return parse_duration(text) or timedelta(hours=1)  # validated at start-up
+
+    @property
+    def queue_names(self) -> frozenset[str]:
+        return frozenset(self.helpdesk.queues.values())
 
     @property
     def public_url(self) -> str:
@@ -504,14 +569,17 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     for where, name in (
         ("outbound.password_env", s.outbound.password_env),
         ("outbound.verp_secret_env", s.outbound.verp_secret_env),
+        ("threading.secret_env", s.threading.secret_env),
     ):
         if name and name not in environ:
             problems.append(f"{where}: environment variable {name} is not set")
-    if s.outbound.verp_secret_env and len(environ.get(s.outbound.verp_secret_env, "")) < 16:
-        problems.append(
-            f"outbound.verp_secret_env: {s.outbound.verp_secret_env} must hold at least "
-            "16 characters"
-        )
+    for where, name in (
+        ("outbound.verp_secret_env", s.outbound.verp_secret_env),
+        ("threading.secret_env", s.threading.secret_env),
+    ):
+        if name and len(environ.get(name, "")) < 16:
+            problems.append(f"{where}: {name} must hold at least 16 characters")
+    problems.extend(_conversation_checks(s))
     names = [a.name for a in s.imap]
     for i, account in enumerate(s.imap):
         where = f"imap[{i}]" + (f" ({account.name})" if account.name else "")
@@ -519,6 +587,44 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
         if account.name and names.count(account.name) > 1:
             problems.append(f"{where}: name is used by more than one [[imap]] table")
     return problems
+
+
+def _conversation_checks(s: Settings) -> list[str]:
+    problems: list[str] = []
+    for where, text in (
+        ("sla.high", s.sla.high),
+        ("sla.normal", s.sla.normal),
+        *((f"sla.per_queue.{k}", v) for k, v in s.sla.per_queue.items()),
+    ):
+        if parse_duration(text) is None:
+            problems.append(f"{where}: {text!r} is not a duration such as 10m, 2h or 1d")
+    for key in s.sla.per_queue:
+        queue, _, priority = key.rpartition(".")
+        if queue not in s.queue_names or priority not in ("high", "normal"):
+            problems.append(f"sla.per_queue: {key!r} is not <queue>.<high|normal>")
+    if s.sla.on_call and not _ADDRESS_RE.match(s.sla.on_call):
+        problems.append(f"sla.on_call: {s.sla.on_call!r} is not an e-mail address")
+    for where, number in (
+        ("sla.close_resolved_days", s.sla.close_resolved_days),
+        ("sla.check_seconds", s.sla.check_seconds),
+        ("threading.reopen_days", s.threading.reopen_days),
+    ):
+        if number <= 0:
+            problems.append(f"{where}: must be positive")
+    languages = ("en", "pl", "sk", "cs", "ru")
+    for queue, language in s.helpdesk.queue_languages.items():
+        if queue not in s.queue_names:
+            problems.append(f"helpdesk.queue_languages: {queue!r} is not a queue")
+        if language not in languages:
+            problems.append(f"helpdesk.queue_languages: {language!r} is not one of {languages}")
+    if any(not k.strip() for k in s.priority.keywords):
+        problems.append("priority.keywords: empty phrase")
+    return problems
+
+
+def is_address(value: str) -> bool:
+    """A plain e-mail address, as the config and the command line accept them."""
+    return bool(_ADDRESS_RE.match(value))
 
 
 def _limit_checks(s: Settings) -> list[str]:

@@ -1,12 +1,12 @@
 """The facts stage: everything learned from a message's bytes before any transaction.
 
 ``analyze`` parses, classifies, authenticates (DNS through the injected ``dnsfunc``),
-redacts pasted passwords and extracts identifiers.  It is pure CPU plus DNS, so it
-can run in other processes: ``PoolAnalyzer`` spreads a batch over worker processes,
-which both uses every core (the daemon is otherwise one GIL-bound process) and puts
-hostile input under a hard budget — a message that takes longer than
-``processing.parse_seconds`` gets its worker killed and is retried, then quarantined
-with reason ``parse-budget``; a worker's address space is capped at
+redacts pasted passwords, extracts identifiers and assesses the priority.  It is pure
+CPU plus DNS, so it can run in other processes: ``PoolAnalyzer`` spreads a batch over
+worker processes, which both uses every core (the daemon is otherwise one GIL-bound
+process) and puts hostile input under a hard budget — a message that takes longer
+than ``processing.parse_seconds`` gets its worker killed and is retried, then
+quarantined with reason ``parse-budget``; a worker's address space is capped at
 ``processing.parse_memory_mb``, so a memory bomb fails that message alone.
 ``InlineAnalyzer`` does the same work in the calling thread (``parse_workers = 0``).
 """
@@ -24,7 +24,8 @@ from datetime import datetime
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Protocol
 
-from mailgate import autoreply
+from mailgate import autoreply, priority
+from mailgate.config import PrioritySettings
 from mailgate.errors import TemporaryError
 from mailgate.limits import ParseLimits
 from mailgate.message import Classification, ParsedMessage
@@ -48,6 +49,7 @@ class FactsConfig:
     own_addresses: frozenset[str]
     own_domains: frozenset[str]
     trusted_authserv_ids: frozenset[str]
+    priority: PrioritySettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class Evidence:
     auth: AuthVerdict
     identifiers: Identifiers
     password_redacted: bool
+    assessment: priority.Assessment = priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,8 @@ def analyze(
     )
     parsed, redacted = _redact(parsed)
     identifiers = extract(parsed.subject, parsed.text, ignore_domains=config.own_domains)
-    return Evidence(parsed, classification, auth, identifiers, redacted)
+    assessed = priority.assess(parsed.subject, parsed.text, parsed.headers, config.priority)
+    return Evidence(parsed, classification, auth, identifiers, redacted, assessed)
 
 
 def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:

@@ -67,3 +67,30 @@ def detect_language(text: str) -> str | None:
     if top < 2 or top == second:
         return None
     return best
+
+
+SUPPORTED = ("en", "pl", "sk", "cs", "ru")
+
+
+def content_language(headers: tuple[tuple[str, str], ...]) -> str | None:
+    """The first supported language a Content-Language header declares ("pl-PL, en")."""
+    for name, value in headers:
+        if name.lower() != "content-language":
+            continue
+        for tag in value.split(","):
+            primary = tag.strip().split("-", 1)[0].lower()
+            if primary in SUPPORTED:
+                return primary
+    return None
+
+
+def choose_language(*candidates: str | None) -> str:
+    """The first supported candidate, in the caller's order of preference; else "en".
+
+    The pipeline passes the account's preference, Content-Language, the detected
+    language of the text, the queue's default and the helpdesk default.
+    """
+    for candidate in candidates:
+        if candidate and candidate.lower() in SUPPORTED:
+            return candidate.lower()
+    return "en"

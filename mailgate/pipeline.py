@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,9 +23,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from mailgate import correlate, policy
+from mailgate import commands, correlate, operators, policy, priority
 from mailgate.errors import PermanentError
 from mailgate.facts import BudgetExceeded, Evidence, FactsConfig, Job
+from mailgate.language import choose_language, content_language
 from mailgate.message import ParsedMessage
 from mailgate.replies import bounces, notify
 from mailgate.runtime import Runtime
@@ -36,6 +37,7 @@ from mailgate.store.models import (
     Blob,
     Counter,
     InboundMessage,
+    Operator,
     Ticket,
 )
 from mailgate.verify import challenge, directory
@@ -156,6 +158,7 @@ def facts_config(rt: Runtime) -> FactsConfig:
         own_addresses=own_addresses(rt),
         own_domains=own_domains(rt),
         trusted_authserv_ids=frozenset(rt.settings.verify.trusted_authserv_ids),
+        priority=rt.settings.priority,
     )
 
 
@@ -248,9 +251,29 @@ def _decide_and_apply(
     token = challenge.find_token([*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))])
     for spec in external_accounts:
         directory.upsert(session, spec, rt.clock())
-    threading = correlate.find_ticket(
-        session, parsed, sender, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
+    now = rt.clock()
+    clues = correlate.Clues(
+        sender=sender,
+        authenticated=ev.auth.result == "pass",
+        recipients=(*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))),
+        key=rt.threading_key(session),
     )
+    threading = correlate.find_ticket(
+        session, parsed, clues, correlate.tag_pattern(rt.settings.helpdesk.subject_tag)
+    )
+    operator = operators.find(session, sender)
+    block = None
+    thread = None
+    if threading.match is not None:
+        matched = session.get_one(Ticket, threading.match.ticket_id)
+        reopen_before = now - timedelta(days=rt.settings.threading.reopen_days)
+        thread = policy.Thread(matched.status, matched.resolved_at, reopen_before)
+        if operator is not None and threading.match.by_operator_token:
+            block = commands.read(
+                parsed.text,
+                queues=rt.settings.queue_names,
+                operators=operators.names(session),
+            )
     # A bounce or auto-reply to our mail belongs with the mail that caused it (VERP
     # address, or our Message-ID in the returned copy), even without In-Reply-To.
     origin = None
@@ -271,45 +294,48 @@ def _decide_and_apply(
         resolution=directory.resolve(session, sender, ev.identifiers),
         challenge_token=token,
         challenge_answer=challenge.read_answer(parsed.text) if token else None,
+        priority=ev.assessment,
+        operator=operator is not None,
+        commands=block,
+        thread=thread,
     )
     verdict = policy.decide(facts)
     hits = list(verdict.hits)
-    now = rt.clock()
     match verdict:
         case policy.OpenTicket():
             assert sender is not None
+            ticket = _open_ticket(session, rt, verdict, facts, helpdesk_address, now)
+            article = _add_article(session, ticket.id, row, ev, sender, dedup, internal=False)
             account = facts.resolution.match
-            ticket = Ticket(
-                number=allocate_number(session),
-                subject=parsed.subject[:2000] or "(no subject)",
-                queue=verdict.queue,
-                priority=verdict.priority,
-                status="new",
-                requester=sender.lower(),
-                requester_name=parsed.from_.name if parsed.from_ else "",
-                language=(account.language if account else None)
-                or parsed.language
-                or rt.settings.helpdesk.default_language,
-                helpdesk_address=helpdesk_address,
-                authorization=verdict.authorization,
-                account_id=account.account_id if account else None,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(ticket)
-            session.flush()
-            _add_article(session, ticket.id, row, ev, sender, dedup, internal=False)
             if verdict.challenge and account is not None:
                 challenge.open_challenge(session, rt, ticket, account, ticket.requester_name)
             if verdict.acknowledge:
                 _acknowledge(session, rt, ticket, ev, sender, item.id)
+            if item.acknowledge:  # never for a batch import of old mail
+                operators.notify_queue(
+                    session, rt, ticket, article, "new",
+                    mentions=facts.threading.mentioned, inbound_id=item.id,
+                )  # fmt: skip
             row.ticket_id = ticket.id
         case policy.AppendToTicket():
             ticket = session.get_one(Ticket, verdict.ticket_id)
             author = sender or (item.mail_from or "")
-            _add_article(session, ticket.id, row, ev, author, dedup, verdict.internal)
+            article = _add_article(session, ticket.id, row, ev, author, dedup, verdict.internal)
             if not verdict.internal:  # a quiet note (bounce, auto-reply) changes nothing
-                ticket.updated_at = now
+                _customer_replied(session, rt, ticket, article, verdict.reopen, item)
+            row.ticket_id = ticket.id
+        case policy.OperatorReply():
+            ticket = session.get_one(Ticket, verdict.ticket_id)
+            op = operators.find(session, sender)
+            assert op is not None
+            _operator_replied(session, rt, ticket, op, verdict, row, ev, dedup)
+            hits.extend(operators.carry_out(session, rt, ticket, verdict.commands, op, item.id))
+            row.ticket_id = ticket.id
+        case policy.RejectCommands():
+            ticket = session.get_one(Ticket, verdict.ticket_id)
+            op = operators.find(session, sender)
+            assert op is not None
+            operators.reject(session, rt, ticket, op, verdict.errors, item.id)
             row.ticket_id = ticket.id
         case policy.AnswerChallenge():
             outcome = challenge.answer(session, rt, verdict.token, verdict.action, sender=sender)  # type: ignore[arg-type]
@@ -346,6 +372,90 @@ def _decide_and_apply(
         extra={"trace": item.id},
     )
     return row.verdict
+
+
+def _open_ticket(
+    session: Session,
+    rt: Runtime,
+    verdict: policy.OpenTicket,
+    facts: policy.Facts,
+    helpdesk_address: str,
+    now: datetime,
+) -> Ticket:
+    parsed = facts.parsed
+    account = facts.resolution.match
+    ticket = Ticket(
+        number=allocate_number(session),
+        subject=parsed.subject[:2000] or "(no subject)",
+        queue=verdict.queue,
+        priority=verdict.priority,
+        priority_reason=verdict.priority_reason,
+        status="new",
+        requester=(facts.sender or "").lower(),
+        requester_name=parsed.from_.name if parsed.from_ else "",
+        language=choose_language(
+            account.language if account else None,
+            content_language(parsed.headers),
+            parsed.language,
+            rt.settings.helpdesk.queue_languages.get(verdict.queue),
+            rt.settings.helpdesk.default_language,
+        ),
+        helpdesk_address=helpdesk_address,
+        authorization=verdict.authorization,
+        account_id=account.account_id if account else None,
+        first_response_due=now + rt.settings.first_response_target(verdict.queue, verdict.priority),
+        linked_ticket_id=verdict.links,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
+def _customer_replied(
+    session: Session, rt: Runtime, ticket: Ticket, article: Article, reopen: bool, item: Claimed
+) -> None:
+    """A public reply from the customer: reopen or wake the ticket, tell the operators."""
+    now = rt.clock()
+    ticket.updated_at = now
+    if reopen or ticket.status == "pending":
+        operators.set_status(ticket, "open", now)
+    if item.acknowledge:
+        event = "reopened" if reopen else "reply"
+        operators.notify_queue(session, rt, ticket, article, event, inbound_id=item.id)
+
+
+def _operator_replied(
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    op: Operator,
+    verdict: policy.OperatorReply,
+    row: InboundMessage,
+    ev: Evidence,
+    dedup: str | None,
+) -> None:
+    """Relay the operator's answer, or keep it as a note; stop the first-response clock.
+
+    Every operator mail leaves one article (commands alone leave a note listing them),
+    so a second delivery of the same mail is recognised as a duplicate and changes
+    nothing twice.
+    """
+    now = rt.clock()
+    text = verdict.text.strip()
+    if text and not verdict.note:
+        operators.relay(
+            session, rt, ticket, text, op, inbound_id=row.id, dedup_key=dedup, parsed=ev.parsed
+        )
+        ticket.first_response_at = ticket.first_response_at or now
+        if ticket.status == "new":
+            ticket.status = "open"
+        ticket.updated_at = now
+        return
+    summary = " ".join(f"#{c.name} {c.value}".strip() for c in verdict.commands)
+    article = _add_article(session, ticket.id, row, ev, op.address, dedup, internal=True)
+    article.text = text or f"(commands: {summary or 'none'})"
 
 
 def _add_article(
@@ -411,6 +521,12 @@ def _acknowledge(
         context={
             "authorization": ticket.authorization,
             "password_redacted": ev.password_redacted,
+            # A high-priority report is an incident: ask for exactly what it lacks.
+            "missing": list(
+                priority.missing_items(ev.parsed.subject, ev.parsed.text, ev.identifiers)
+            )
+            if ticket.priority == "high"
+            else [],
         },
         inbound_id=inbound_id,
     )

@@ -9,18 +9,30 @@ explained later (``mailgate ticket show``, ``quarantine show``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from mailgate.commands import Block, Command
 from mailgate.correlate import Threading
 from mailgate.message import Classification, ParsedMessage
+from mailgate.priority import NORMAL, Assessment
 from mailgate.verify.authn import AuthVerdict
 from mailgate.verify.directory import Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """The state of the ticket the message threads into (for reopening)."""
+
+    status: str
+    resolved_at: datetime | None
+    reopen_before: datetime  # resolved before this: too old to reopen
 
 
 @dataclass(frozen=True, slots=True)
 class Facts:
     parsed: ParsedMessage
     classification: Classification
-    sender: str | None  # the strict From address (authenticated sender: later issue)
+    sender: str | None  # the strict From address; ``auth`` says whether to believe it
     threading: Threading
     duplicate_of: int | None  # article id of an earlier delivery of the same message
     queue: str
@@ -30,6 +42,10 @@ class Facts:
     resolution: Resolution
     challenge_token: str | None = None  # a confirm address among the recipients
     challenge_answer: str | None = None  # "confirm" | "refuse" read from the reply
+    priority: Assessment = NORMAL
+    operator: bool = False  # the From address is a registered operator's
+    commands: Block | None = None  # an operator's leading command block
+    thread: Thread | None = None  # the matched ticket's state
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +57,35 @@ class OpenTicket:
     authorization: str
     challenge: bool  # ask the account's admin mailbox to confirm
     hits: tuple[str, ...]
+    priority_reason: str | None = None
+    links: int | None = None  # id of a ticket resolved too long ago to reopen
 
 
 @dataclass(frozen=True, slots=True)
 class AppendToTicket:
     ticket_id: int
     internal: bool
+    hits: tuple[str, ...]
+    reopen: bool = False  # a customer's reply to a resolved ticket
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorReply:
+    """An authenticated operator answered through a valid operator token."""
+
+    ticket_id: int
+    note: bool  # keep it internal (note address or #note) instead of relaying it
+    commands: tuple[Command, ...]
+    text: str  # the reply without the command block
+    hits: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectCommands:
+    """An operator's commands did not all check out: nothing changes, they are told."""
+
+    ticket_id: int
+    errors: tuple[str, ...]
     hits: tuple[str, ...]
 
 
@@ -79,7 +118,16 @@ class Quarantine:
     hits: tuple[str, ...]
 
 
-Verdict = OpenTicket | AppendToTicket | AnswerChallenge | Duplicate | Discard | Quarantine
+Verdict = (
+    OpenTicket
+    | AppendToTicket
+    | OperatorReply
+    | RejectCommands
+    | AnswerChallenge
+    | Duplicate
+    | Discard
+    | Quarantine
+)
 
 
 def decide(f: Facts) -> Verdict:
@@ -113,11 +161,48 @@ def decide(f: Facts) -> Verdict:
             f.challenge_token, f.challenge_answer, (*hits, f"challenge:{f.challenge_answer}")
         )
     if match:
-        return AppendToTicket(match.ticket_id, internal=False, hits=(*hits, "append"))
+        return _continue(f, hits)
     return _open(f, hits)
 
 
-def _open(f: Facts, hits: list[str]) -> OpenTicket:
+def _continue(f: Facts, hits: list[str]) -> Verdict:
+    """A human mail that threads into an existing ticket: who may do what with it."""
+    match = f.threading.match
+    assert match is not None
+    authenticated = f.auth.result == "pass"
+    if match.by_operator_token:
+        if not (f.operator and authenticated):
+            # THREATS.md: relay (and commands) need an authenticated operator AND the
+            # token; anything less stays with the operators as an internal note.
+            why = "not-an-operator" if not f.operator else "unauthenticated"
+            return AppendToTicket(match.ticket_id, True, (*hits, f"operator-token:{why}"))
+        block = f.commands or Block((), (), f.parsed.text)
+        if block.errors:
+            return RejectCommands(match.ticket_id, block.errors, (*hits, "commands:invalid"))
+        note = match.how == "note-token" or block.note
+        return OperatorReply(
+            match.ticket_id,
+            note,
+            block.commands,
+            block.text,
+            (*hits, "operator-note" if note else "operator-reply"),
+        )
+    if not match.verified:
+        return AppendToTicket(match.ticket_id, True, (*hits, "held-for-operators"))
+    if f.operator:
+        # An operator's mail without the operator token is never relayed.
+        return AppendToTicket(match.ticket_id, True, (*hits, "operator-without-token"))
+    thread = f.thread
+    if thread is not None and thread.status in ("resolved", "closed"):
+        resolved = thread.resolved_at
+        if resolved is not None and resolved < thread.reopen_before:
+            hits.append(f"reopen-expired:{match.number}")
+            return _open(f, hits, links=match.ticket_id)
+        return AppendToTicket(match.ticket_id, False, (*hits, "append", "reopen"), reopen=True)
+    return AppendToTicket(match.ticket_id, internal=False, hits=(*hits, "append"))
+
+
+def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:
     """A new ticket: how far it is authorized, and whether the admin must confirm."""
     kind = f.classification.kind
     account = f.resolution.match
@@ -145,4 +230,15 @@ def _open(f: Facts, hits: list[str]) -> OpenTicket:
         challenge = False
     elif kind != "human":
         hits.append(f"no-ack:{kind}")
-    return OpenTicket(f.queue, "normal", acknowledge, authorization, challenge, (*hits, "open"))
+    if f.priority.reason:
+        hits.append(f"priority:{f.priority.reason}")
+    return OpenTicket(
+        f.queue,
+        f.priority.priority,
+        acknowledge,
+        authorization,
+        challenge,
+        (*hits, "open"),
+        priority_reason=f.priority.reason,
+        links=links,
+    )

@@ -24,6 +24,7 @@ from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
 from mailgate.replies.signing import Signer
+from mailgate.store import keys
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.verify.authn import DnsFunc
 from mailgate.verify.external import ExternalDirectory
@@ -38,6 +39,8 @@ class Runtime:
     transport: Transport
     signer: Signer
     verp_key: bytes | None = None  # None: automatic mail goes out with a null sender
+    # From threading.secret_env; None: the install key kept in the database is used.
+    configured_threading_key: bytes | None = None
     clock: Clock = utcnow
     # DNS TXT lookups for DKIM keys and DMARC policies (dkimpy's signature); tests
     # inject a fake resolver.
@@ -47,6 +50,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     # Where the facts stage runs: worker processes under a budget, or inline.
     analyzer: Analyzer = field(default_factory=InlineAnalyzer)
+    _install_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -59,6 +63,8 @@ class Runtime:
         environ = os.environ if environ is None else environ
         secret_env = settings.outbound.verp_secret_env
         verp_key = environ[secret_env].encode() if secret_env and secret_env in environ else None
+        thread_env = settings.threading.secret_env
+        thread_key = environ[thread_env].encode() if thread_env and thread_env in environ else None
         signer = Signer(settings.dkim)
         engine = make_engine(settings.database)
         return cls(
@@ -69,6 +75,7 @@ class Runtime:
             transport=make_transport(settings),
             signer=signer,
             verp_key=verp_key,
+            configured_threading_key=thread_key,
             clock=clock,
             dns=dns or (get_txt if settings.verify.dns_lookups else no_dns),
             external=ExternalDirectory(settings.directory, clock)
@@ -76,6 +83,18 @@ class Runtime:
             else None,
             analyzer=make_analyzer(settings),
         )
+
+    def threading_key(self, session: Session) -> bytes:
+        """The key of reply tokens: configured, else this install's, made on first use."""
+        if self.configured_threading_key is not None:
+            return self.configured_threading_key
+        if self._install_key is None:
+            # Cached only once committed: a key made in a transaction that rolls back
+            # must not sign mail that a later key could not verify.
+            self._install_key = keys.read(session, "threading")
+            if self._install_key is None:
+                return keys.get_or_create(session, "threading", self.clock())
+        return self._install_key
 
     @property
     def parse_limits(self) -> ParseLimits:

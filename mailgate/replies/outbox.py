@@ -82,7 +82,8 @@ def enqueue(
     )
     session.add(row)
     session.flush()
-    if mail_from is None and automatic and rt.verp_key is not None:
+    # Operator mail gets a VERP sender too: its bounces must find their ticket as well.
+    if mail_from is None and rt.verp_key is not None:
         # Render puts the From domain in the Message-ID; bounces go back there.
         domain = rendered.message_id.rpartition("@")[2]
         out = rt.settings.outbound

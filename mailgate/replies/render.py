@@ -38,7 +38,11 @@ MAX_REFERENCES = 20
 # template in every language with these, so a missing variable fails before a customer
 # would see it.
 SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
-    "ack": {"authorization": "consultative", "password_redacted": True},
+    "ack": {
+        "authorization": "consultative",
+        "password_redacted": True,
+        "missing": ["target", "service", "start_time", "diagnostics"],
+    },
     "challenge": {
         "reminder": False,
         "login": "jkowalski",
@@ -49,6 +53,27 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "expires": "2026-11-26 09:00 UTC",
     },
     "challenge_result": {"outcome": "confirmed"},
+    "operator_notice": {
+        "event": "new",
+        "requester": "jan@customer.example",
+        "queue": "technical",
+        "priority": "high",
+        "priority_reason": "keyword:awaria",
+        "authorization": "authorized",
+        "mentions": [7],
+        "linked": 3,
+        "note_address": "support+42.n.0123456789abcdef0123@helpdesk.example",
+    },
+    "reply": {"operator_name": "Anna Nowak"},
+    "holding": {"eta": "2026-11-23 11:00 UTC"},
+    "command_error": {},
+    "escalation": {
+        "requester": "jan@customer.example",
+        "queue": "technical",
+        "priority": "high",
+        "due": "2026-11-23 09:10 UTC",
+        "eta": "2026-11-23 11:00 UTC",
+    },
 }
 PAGE_SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
     "confirm": {
@@ -61,6 +86,16 @@ PAGE_SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "expires": "2026-11-26 09:00 UTC",
     },
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Quoted:
+    """Text and files people wrote, placed around a template's output verbatim."""
+
+    before: str = ""  # above the template's body (an operator's reply)
+    after: str = ""  # below it (the customer's text in an operator notice)
+    subject: str = ""  # appended to the rendered subject
+    attachments: tuple[tuple[str, str, bytes], ...] = ()  # (filename, type, bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +132,30 @@ class Renderer:
         in_reply_to: str | None,
         references: tuple[str, ...],
         clock: Clock,
-        auto_submitted: str = "auto-replied",
+        auto_submitted: str | None = "auto-replied",
         reply_to: str | None = None,
+        message_id: str | None = None,
+        quoted: Quoted | None = None,
         **context: Any,
     ) -> Rendered:
+        """``auto_submitted=None`` marks a mail a person wrote (an operator's reply):
+        no Auto-Submitted, no Precedence.  ``quoted`` carries text people wrote, which
+        goes into the mail beside the template's output, never through the engine."""
         lang = self._language(kind, language)
         variables = {"helpdesk_name": self.settings.helpdesk.name, **context}
         # Templates end in a newline; anything left inside the subject is an attempt
         # to start a new header line and is refused below.
         subject = self._template(kind, lang, "subject").render(variables).strip()
         body = self._template(kind, lang, "body").render(variables)
+        quoted = quoted or Quoted()
+        if quoted.subject:
+            subject = f"{subject} {quoted.subject}".strip()
+        if quoted.before:
+            body = f"{quoted.before.rstrip()}\n\n{body}"
+        if quoted.after:
+            body = f"{body}\n{quoted.after.rstrip()}\n"
         domain = from_address.rpartition("@")[2]
-        message_id = f"{kind}.{secrets.token_hex(12)}@{domain}"
+        message_id = message_id or f"{kind}.{secrets.token_hex(12)}@{domain}"
         msg = EmailMessage(policy=SMTP)
         name = _header("From", self.settings.helpdesk.name)
         local, _, from_domain = _header("From", from_address).rpartition("@")
@@ -124,14 +171,22 @@ class Renderer:
             chain = [r for r in (*references, in_reply_to) if _usable_id("References", r)]
             msg["References"] = " ".join(f"<{r}>" for r in references_chain(chain))
         # RFC 3834: mark everything we generate, and ask Exchange not to answer it.
-        msg["Auto-Submitted"] = _header("Auto-Submitted", auto_submitted)
+        if auto_submitted is not None:
+            msg["Auto-Submitted"] = _header("Auto-Submitted", auto_submitted)
+            # Old vacation programs know neither header but stay quiet for "bulk".
+            msg["Precedence"] = "bulk"
         msg["X-Auto-Response-Suppress"] = "All"
-        # Old vacation programs know neither of the above but stay quiet for "bulk".
-        msg["Precedence"] = "bulk"
         # Names the helpdesk address, so this mail is recognised if it ever comes back
         # to us through a forwarder that rewrites the Message-ID (autoreply.classify).
         msg["X-Loop"] = from_address.lower()
         msg.set_content(body, charset="utf-8", cte="quoted-printable")
+        for name, content_type, data in quoted.attachments:
+            maintype, _, subtype = content_type.partition("/")
+            if not subtype or any(ch in content_type for ch in "\r\n;"):
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(
+                data, maintype=maintype, subtype=subtype, filename=_header("filename", name)
+            )
         # After set_content, which drops every Content-* header set before it.
         msg["Content-Language"] = lang
         return Rendered(message_id=message_id, raw=msg.as_bytes(), subject=subject, body=body)

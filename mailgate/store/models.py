@@ -109,7 +109,8 @@ class Ticket(Base):
     subject: Mapped[str] = mapped_column(Text)
     queue: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16), default="normal")
-    status: Mapped[str] = mapped_column(String(16), default="new")  # new | open | resolved
+    # new | open | pending | resolved | closed
+    status: Mapped[str] = mapped_column(String(16), default="new")
     requester: Mapped[str] = mapped_column(String(512), index=True)
     requester_name: Mapped[str] = mapped_column(String(512), default="")
     language: Mapped[str] = mapped_column(String(8))
@@ -120,9 +121,27 @@ class Ticket(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Why the priority is what it is ("keyword:awaria", "header:x-priority=1").
+    priority_reason: Mapped[str | None] = mapped_column(String(255))
+    assignee: Mapped[str | None] = mapped_column(String(512))  # an operator's address
+    # The first-response clock: due at creation, stopped by the first operator reply;
+    # escalated_at marks the one escalation mail sent when it ran out.
+    first_response_due: Mapped[datetime | None] = mapped_column(index=True)
+    first_response_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    # Set by an operator's "#eta 2h reason": the customer was told when to expect more.
+    eta_at: Mapped[datetime | None]
+    eta_reason: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    # A reply to a ticket resolved too long ago opens a new ticket linking the old one.
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
 
     articles: Mapped[list[Article]] = relationship(
-        back_populates="ticket", order_by="Article.id", cascade="all, delete-orphan"
+        back_populates="ticket",
+        order_by="Article.id",
+        cascade="all, delete-orphan",
+        foreign_keys="Article.ticket_id",
     )
 
 
@@ -263,6 +282,28 @@ class Event(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_event_kind_created_at", "kind", "created_at"),)
+
+
+class Operator(Base):
+    """A helpdesk operator who works from a mail client, in one or more queues."""
+
+    __tablename__ = "operator"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address: Mapped[str] = mapped_column(String(512), unique=True)  # lower-cased
+    name: Mapped[str] = mapped_column(String(255), default="")
+    queues: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime]
+
+
+class InstallKey(Base):
+    """Random keys made once per install (the threading key when none is configured)."""
+
+    __tablename__ = "install_key"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
 
 
 class Counter(Base):

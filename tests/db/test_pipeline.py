@@ -19,6 +19,8 @@ from mailgate.store.models import Article, Attachment, Blob, InboundMessage, Out
 from tests.conftest import make_runtime, make_settings
 from tests.support import FakeClock, make_mail
 
+# What our own MTA writes for a sender whose domain's DMARC check passed.
+PASSED = "mx.helpdesk.example; dmarc=pass header.from=%s"
 ENV = Envelope("jan@customer.example", ("support@helpdesk.example",))
 
 
@@ -114,7 +116,6 @@ def test_reply_to_our_acknowledgement_appends_to_the_ticket(rt: Runtime) -> None
         subject="Re: something else entirely",
         body="Still down.\n\nOn Mon, 23 Nov 2026 Helpdesk wrote:\n> we have received\n",
         headers={"In-Reply-To": ack["Message-ID"], "References": ack["Message-ID"]},
-        sender="someone.else@elsewhere.example",  # holding our Message-ID is the proof
     )
     row_id = deliver(rt, reply)
     assert len(tickets(rt)) == 1
@@ -122,22 +123,69 @@ def test_reply_to_our_acknowledgement_appends_to_the_ticket(rt: Runtime) -> None
     assert row.verdict == "AppendToTicket"
     assert "thread:our-message-id:1" in row.rule_hits
     arts = articles(rt, 1)
-    assert [a.direction for a in arts] == ["in", "out", "in"]
+    assert [(a.direction, a.internal) for a in arts] == [
+        ("in", False),
+        ("out", False),
+        ("in", False),
+    ]
     assert len(sent_messages(rt)) == 1  # no second acknowledgement for a follow-up
 
 
-def test_subject_tag_threads_only_for_participants(rt: Runtime) -> None:
-    deliver(rt, make_mail(subject="VPS down"))
-    deliver(rt, make_mail(subject="Re: [#1] VPS down", body="more details"))
-    assert len(tickets(rt)) == 1
-    assert len(articles(rt, 1)) == 3
-    # A stranger who knows the number opens a ticket of their own.
+def test_our_message_id_from_someone_else_is_kept_for_operators_only(rt: Runtime) -> None:
+    """The signed Message-ID is bound to the address we sent it to: in anyone else's
+    hands (a forward, a leaked thread) it files the mail with the ticket, internally."""
+    deliver(rt, make_mail(message_id="<q1@customer.example>"))
+    [ack] = sent_messages(rt)
     row_id = deliver(
-        rt, make_mail(sender="mallory@evil.example", subject="Re: [#1] change my password")
+        rt,
+        make_mail(
+            sender="someone.else@elsewhere.example",
+            subject="Re: something",
+            body="Please also delete everything.",
+            headers={"In-Reply-To": ack["Message-ID"]},
+        ),
     )
-    assert [t.number for t in tickets(rt)] == [1, 2]
-    assert "mentions:1" in inbound(rt, row_id).rule_hits
-    assert len(articles(rt, 1)) == 3
+    assert len(tickets(rt)) == 1
+    row = inbound(rt, row_id)
+    assert "thread:unverified-reference:1" in row.rule_hits
+    assert "held-for-operators" in row.rule_hits
+    assert articles(rt, 1)[-1].internal is True
+    assert len(sent_messages(rt)) == 1
+
+
+def test_subject_tag_threads_only_for_authenticated_participants(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = make_settings(
+        db_url, tmp_path, verify={"trusted_authserv_ids": ["mx.helpdesk.example"]}
+    )
+    rt = make_runtime(settings, clock)
+    passed = {
+        "Authentication-Results": "mx.helpdesk.example; dmarc=pass header.from=customer.example"
+    }
+    try:
+        deliver(rt, make_mail(subject="VPS down"))
+        deliver(rt, make_mail(subject="Re: [#1] VPS down", body="more details", headers=passed))
+        assert len(tickets(rt)) == 1
+        assert len(articles(rt, 1)) == 3
+        # The same participant without authentication: anyone can write that From.
+        row_id = deliver(rt, make_mail(subject="Odp: [#1] VPS down", body="even more"))
+        assert [t.number for t in tickets(rt)] == [1, 2]
+        assert "mentions:1" in inbound(rt, row_id).rule_hits
+        # A stranger who knows the number, even authenticated, opens a ticket of their own.
+        row_id = deliver(
+            rt,
+            make_mail(
+                sender="mallory@evil.example",
+                subject="Re: [#1] change my password",
+                headers={"Authentication-Results": PASSED % "evil.example"},
+            ),
+        )
+        assert [t.number for t in tickets(rt)] == [1, 2, 3]
+        assert "mentions:1" in inbound(rt, row_id).rule_hits
+        assert len(articles(rt, 1)) == 3
+    finally:
+        rt.close()
 
 
 def test_same_message_delivered_twice_makes_one_article(rt: Runtime) -> None:

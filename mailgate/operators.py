@@ -1,0 +1,317 @@
+"""Operators who work from their own mail client.
+
+Operators are registered (``mailgate operators add``) in one or more queues.  A new
+ticket or a customer's reply is mailed to the queue's operators (``notify_queue``): the
+customer's visible text and attachments, and a reply address signed for that operator
+(``support+12.o.<tag>@``; ``support+12.n.<tag>@`` for an internal note).  When an
+authenticated operator answers through it, ``relay`` stores the answer as a public
+article and sends it to the requester from the helpdesk address, threaded under the
+customer's last message; ``carry_out`` applies the commands of its leading block.
+Everything here takes the caller's session and never commits; mail to operators is
+``automatic=False`` (never rate-limited: an operator must not miss a ticket).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailgate import tokens
+from mailgate.commands import Command
+from mailgate.message import ParsedMessage
+from mailgate.replies import notes, notify
+from mailgate.replies.render import Quoted
+from mailgate.runtime import Runtime
+from mailgate.store.models import Article, Attachment, Blob, Operator, Ticket
+
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # per notice; larger files stay in mailgate
+
+
+def add(
+    session: Session, address: str, name: str, queues: Sequence[str], now: datetime
+) -> Operator:
+    """Register an operator, or update the name and queues of one already registered."""
+    address = address.strip().lower()
+    row = find(session, address)
+    if row is None:
+        row = Operator(address=address, name=name, queues=list(queues), created_at=now)
+        session.add(row)
+    else:
+        row.name = name or row.name
+        row.queues = list(dict.fromkeys([*row.queues, *queues]))
+    session.flush()
+    return row
+
+
+def find(session: Session, address: str | None) -> Operator | None:
+    if not address:
+        return None
+    return session.scalar(select(Operator).where(Operator.address == address.lower()))
+
+
+def listing(session: Session) -> list[Operator]:
+    return list(session.scalars(select(Operator).order_by(Operator.address)))
+
+
+def of_queue(session: Session, queue: str) -> list[Operator]:
+    return [o for o in listing(session) if queue in o.queues]
+
+
+def names(session: Session) -> dict[str, str]:
+    """What ``#assign`` accepts: lower-cased address, name or local part → address."""
+    found: dict[str, str] = {}
+    for o in listing(session):
+        found.setdefault(o.address.partition("@")[0], o.address)
+        if o.name:
+            found[o.name.lower()] = o.address
+        found[o.address] = o.address
+    return found
+
+
+def notify_queue(
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    article: Article,
+    event: str,
+    *,
+    mentions: Sequence[int] = (),
+    inbound_id: int | None = None,
+) -> int:
+    """Mail the ticket's operators about a customer's article; return how many."""
+    recipients = {o.address: o for o in of_queue(session, ticket.queue)}
+    assignee = find(session, ticket.assignee)
+    if assignee is not None:
+        recipients.setdefault(assignee.address, assignee)
+    linked = session.get(Ticket, ticket.linked_ticket_id) if ticket.linked_ticket_id else None
+    files = _attachments(session, article)
+    for operator in recipients.values():
+        mail_operator(
+            session,
+            rt,
+            ticket,
+            "operator_notice",
+            operator.address,
+            quoted=Quoted(
+                after=article.text or article.body_text, subject=ticket.subject, attachments=files
+            ),
+            context={
+                "event": event,
+                "requester": ticket.requester,
+                "queue": ticket.queue,
+                "priority": ticket.priority,
+                "priority_reason": ticket.priority_reason or "",
+                "authorization": ticket.authorization,
+                "mentions": list(mentions),
+                "linked": linked.number if linked else None,
+                "note_address": _note_address(session, rt, ticket, operator.address),
+            },
+            inbound_id=inbound_id,
+        )
+    return len(recipients)
+
+
+def _note_address(session: Session, rt: Runtime, ticket: Ticket, to: str) -> str:
+    key = rt.threading_key(session)
+    return tokens.reply_address(key, ticket.helpdesk_address, ticket.number, "n", to)
+
+
+def _attachments(session: Session, article: Article) -> tuple[tuple[str, str, bytes], ...]:
+    files: list[tuple[str, str, bytes]] = []
+    total = 0
+    for att in session.scalars(select(Attachment).where(Attachment.article_id == article.id)):
+        total += att.size
+        if total > MAX_ATTACHMENT_BYTES:
+            break
+        data = session.scalar(select(Blob.data).where(Blob.sha256 == att.sha256))
+        if data is not None:
+            files.append((att.filename, att.content_type, bytes(data)))
+    return tuple(files)
+
+
+def relay(
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    text: str,
+    operator: Operator,
+    *,
+    inbound_id: int,
+    dedup_key: str | None,
+    parsed: ParsedMessage,
+) -> Article:
+    """Send an operator's answer to the requester and keep it as a public article.
+
+    It goes out from the helpdesk address (the operator's own address stays private),
+    as a reply to the customer's latest message so it threads in their mail client,
+    with a reply address signed for the requester.
+    """
+    last = session.scalar(
+        select(Article.message_id)
+        .where(
+            Article.ticket_id == ticket.id,
+            Article.direction == "in",
+            Article.internal.is_(False),
+            Article.message_id.is_not(None),
+        )
+        .order_by(Article.id.desc())
+        .limit(1)
+    )
+    rendered = notify.send(
+        session,
+        rt,
+        ticket,
+        kind="reply",
+        to=ticket.requester,
+        language=ticket.language,
+        in_reply_to=last,
+        article=False,
+        automatic=False,
+        auto_submitted=None,  # a person wrote it
+        quoted=Quoted(before=text, subject=ticket.subject),
+        context={"operator_name": operator.name},
+        inbound_id=inbound_id,
+    )
+    article = Article(
+        ticket_id=ticket.id,
+        inbound_id=inbound_id,
+        direction="out",
+        author=operator.address,
+        subject=rendered.subject,
+        text=text,
+        body_text=parsed.body_text,
+        internal=False,
+        message_id=rendered.message_id,
+        dedup_key=dedup_key,
+        created_at=rt.clock(),
+    )
+    session.add(article)
+    return article
+
+
+def carry_out(
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    commands: Sequence[Command],
+    operator: Operator,
+    inbound_id: int,
+) -> list[str]:
+    """Apply valid commands in order; return the rule hits they leave."""
+    now = rt.clock()
+    hits: list[str] = []
+    for command in commands:
+        match command.name:
+            case "status":
+                set_status(ticket, command.value, now)
+            case "priority":
+                ticket.priority = command.value
+                ticket.priority_reason = f"operator:{operator.address}"
+            case "assign":
+                ticket.assignee = command.value
+            case "queue":
+                ticket.queue = command.value
+            case "eta":
+                assert command.duration is not None
+                ticket.eta_at = now + command.duration
+                ticket.eta_reason = command.reason
+                _holding_reply(session, rt, ticket, inbound_id)
+            case "note":
+                continue
+        hits.append(f"command:{command.name}" + (f":{command.value}" if command.value else ""))
+        notes.event(
+            session,
+            now,
+            "command",
+            command.name,
+            ticket_id=ticket.id,
+            inbound_id=inbound_id,
+            address=operator.address,
+            detail=f"#{command.name} {command.value or command.reason}".strip(),
+        )
+    ticket.updated_at = now
+    return hits
+
+
+def set_status(ticket: Ticket, status: str, now: datetime) -> None:
+    if status == "resolved" and ticket.status != "resolved":
+        ticket.resolved_at = now
+    if status == "closed":
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    if status in ("open", "pending"):
+        ticket.resolved_at = ticket.closed_at = None
+    ticket.status = status
+
+
+def _holding_reply(session: Session, rt: Runtime, ticket: Ticket, inbound_id: int) -> None:
+    """Tell the requester when to expect an answer, and why it takes that long."""
+    assert ticket.eta_at is not None
+    notify.send(
+        session,
+        rt,
+        ticket,
+        kind="holding",
+        to=ticket.requester,
+        language=ticket.language,
+        automatic=False,  # an operator asked for it
+        quoted=Quoted(after=ticket.eta_reason or ""),
+        context={"eta": ticket.eta_at.strftime("%Y-%m-%d %H:%M UTC")},
+        inbound_id=inbound_id,
+    )
+
+
+def reject(
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    operator: Operator,
+    errors: Sequence[str],
+    inbound_id: int,
+) -> None:
+    """The short error mail for an operator whose commands could not all be applied."""
+    mail_operator(
+        session,
+        rt,
+        ticket,
+        "command_error",
+        operator.address,
+        quoted=Quoted(after="\n".join(f"  {e}" for e in errors)),
+        inbound_id=inbound_id,
+        auto_submitted="auto-replied",
+    )
+
+
+def mail_operator(
+    session: Session,
+    rt: Runtime,
+    ticket: Ticket,
+    kind: str,
+    to: str,
+    *,
+    quoted: Quoted,
+    context: dict[str, Any] | None = None,
+    inbound_id: int | None = None,
+    auto_submitted: str = "auto-generated",
+) -> None:
+    """Mail an operator about a ticket: in the helpdesk's language, with a reply address
+    signed for operator replies, never rate-limited, not recorded as an article."""
+    notify.send(
+        session,
+        rt,
+        ticket,
+        kind=kind,
+        to=to,
+        language=rt.settings.helpdesk.default_language,
+        role="o",
+        article=False,
+        automatic=False,
+        auto_submitted=auto_submitted,
+        quoted=quoted,
+        context=context,
+        inbound_id=inbound_id,
+    )
