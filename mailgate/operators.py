@@ -87,6 +87,8 @@ def notify_queue(
     assignee = find(session, ticket.assignee)
     if assignee is not None:
         recipients.setdefault(assignee.address, assignee)
+    if not recipients:
+        return 0  # no one to tell: skip loading the attachments for nothing
     linked = session.get(Ticket, ticket.linked_ticket_id) if ticket.linked_ticket_id else None
     files = _attachments(session, article)
     for operator in recipients.values():
