@@ -89,6 +89,7 @@ class Daemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._committer.start()
+        await asyncio.to_thread(self.rt.analyzer.start)
         settings = self.rt.settings
         for name, listener, lmtp in (
             ("smtp", settings.smtp, False),

@@ -76,6 +76,24 @@ def held(session: Session, limits: LimitSettings, recipient: str, now: datetime)
     return None
 
 
+def held_many(
+    session: Session, limits: LimitSettings, recipients: list[str], now: datetime
+) -> dict[str, str]:
+    """``held`` for a batch of recipients in two queries: recipient → reason."""
+    if not recipients:
+        return {}
+    if breaker_open_since(session, limits, now) is not None:
+        return {r: "circuit-breaker" for r in recipients}
+    suppressed = set(
+        session.scalars(
+            select(Suppression.address).where(
+                Suppression.address.in_({r.lower() for r in recipients}), Suppression.until > now
+            )
+        )
+    )
+    return {r: "address-suppressed" for r in recipients if r.lower() in suppressed}
+
+
 def suppressed_until(session: Session, address: str, now: datetime) -> datetime | None:
     return session.scalar(
         select(Suppression.until).where(

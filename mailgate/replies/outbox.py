@@ -168,9 +168,11 @@ def _claim(rt: Runtime, limit: int) -> tuple[list[_Claimed], int]:
         lease = send_lease(rt, len(rows))
         claimed = []
         held = 0
+        gated = [r.recipient for r in rows if r.automatic and not r.released]
+        holds = limits.held_many(session, rt.settings.limits, gated, now)
         for row in rows:
             if row.automatic and not row.released:
-                reason = limits.held(session, rt.settings.limits, row.recipient, now)
+                reason = holds.get(row.recipient)
                 if reason is not None:
                     _suppress(session, row, reason, now)
                     held += 1

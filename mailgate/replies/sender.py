@@ -96,10 +96,18 @@ class SmtpRelayTransport:
         self.username = username
         self.password_env = password_env
         self.local_hostname = local_hostname
+        self._context: ssl.SSLContext | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Built once: create_default_context reads the whole system CA bundle, which
+        # cost more than the rest of a connection when done for every batch.
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        context = ssl.create_default_context()
+        context = self._tls_context() if self.tls in ("starttls", "implicit") else None
         client: smtplib.SMTP | None = None
         try:
             if self.tls == "implicit":
