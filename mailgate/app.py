@@ -38,6 +38,7 @@ from mailgate.errors import MailgateError
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.ingest.imap import ImapService
 from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
+from mailgate.leader import Leadership
 from mailgate.replies import outbox
 from mailgate.runtime import Runtime
 from mailgate.verify import challenge
@@ -84,6 +85,7 @@ class Daemon:
         self._http: web.AppRunner | None = None
         self._worker = pipeline.Worker(rt)
         self._committer = GroupCommitter(rt.sessions, rt.clock)
+        self._leader = Leadership(rt.engine)
         self.imap: ImapService | None = None
 
     async def start(self) -> None:
@@ -141,8 +143,18 @@ class Daemon:
         self._scheduler.start()
         self._sweep()  # whatever a previous run left behind
 
+    async def _leading(self) -> bool:
+        """Whether this instance runs the once-per-cluster jobs (see ``leader``)."""
+        try:
+            return await asyncio.to_thread(self._leader.check)
+        except Exception as exc:  # noqa: BLE001 -- no database, no leadership: skip this round
+            log.warning("leadership check: %s", exc)
+            return False
+
     async def _escalate(self) -> None:
         """Mail the operators about tickets whose first response is overdue."""
+        if not await self._leading():
+            return
         try:
             if await asyncio.to_thread(sla.escalate, self.rt):
                 self._send.set()
@@ -151,6 +163,8 @@ class Daemon:
 
     async def _close_resolved(self) -> None:
         """Close tickets that stayed resolved long enough."""
+        if not await self._leading():
+            return
         try:
             closed = await asyncio.to_thread(sla.close_resolved, self.rt)
         except MailgateError as exc:
@@ -161,6 +175,8 @@ class Daemon:
 
     async def _challenges(self) -> None:
         """Expire unanswered confirmation requests and send the one reminder."""
+        if not await self._leading():
+            return
         try:
             expired, reminded = await asyncio.to_thread(challenge.sweep, self.rt)
         except MailgateError as exc:
@@ -285,6 +301,7 @@ class Daemon:
             await asyncio.wait_for(asyncio.gather(*self._tasks), timeout=timeout)
         for task in self._tasks:
             task.cancel()
+        await asyncio.to_thread(self._leader.release)
         if self._http is not None:
             await self._http.cleanup()
         for server in self._servers:
