@@ -32,7 +32,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailgate import logs, pipeline, sla
+from mailgate import logs, pipeline, retention, sla
 from mailgate.config import Settings, parse_hostport
 from mailgate.errors import MailgateError
 from mailgate.ingest.committer import GroupCommitter
@@ -132,6 +132,13 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        self._scheduler.add_job(
+            self._purge,
+            "interval",
+            seconds=settings.retention.check_seconds,
+            max_instances=1,
+            coalesce=True,
+        )
         for job in (self._escalate, self._close_resolved):
             self._scheduler.add_job(
                 job,
@@ -150,6 +157,18 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 -- no database, no leadership: skip this round
             log.warning("leadership check: %s", exc)
             return False
+
+    async def _purge(self) -> None:
+        """Empty raw mail and attachment bytes past retention (one instance)."""
+        if not await self._leading():
+            return
+        try:
+            messages, blobs = await asyncio.to_thread(retention.purge, self.rt)
+        except MailgateError as exc:
+            log.warning("retention purge: %s", exc)
+            return
+        if messages or blobs:
+            log.info("retention: %s raw message(s), %s attachment(s) purged", messages, blobs)
 
     async def _escalate(self) -> None:
         """Mail the operators about tickets whose first response is overdue."""

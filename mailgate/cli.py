@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mailgate import app, autoreply, correlate, logs, operators, pipeline
+from mailgate import app, autoreply, correlate, logs, operators, pipeline, retention
 from mailgate.config import Settings, is_address, load
 from mailgate.errors import ConfigError, PermanentError, TemporaryError
 from mailgate.ingest import imap as imap_ingest
@@ -823,6 +823,24 @@ def outbox_drop(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
                 detail=f"{m.kind} to {m.recipient} dropped from the outbox by an operator",
             )
     click.echo(f"{len(rows)} outgoing mail(s) dropped")
+
+
+@main.command("export")
+@click.argument("number", type=int)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="mbox file to write.")
+@pass_ctx
+def export_cmd(ctx: Context, number: int, output: str | None) -> None:
+    """Write ticket NUMBER's messages (as received and as sent) into an mbox file."""
+    rt = ctx.runtime()
+    target = Path(output or f"ticket-{number}.mbox")
+    try:
+        count = retention.export(rt, number, target)
+    except LookupError as exc:
+        click.echo(f"mailgate: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        rt.close()
+    click.echo(f"{count} message(s) of ticket {number} written to {target}")
 
 
 def _require_schema(rt: Runtime) -> None:

@@ -210,6 +210,14 @@ class DirectorySettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    # Raw messages and attachment bytes older than this are deleted (tickets, their
+    # text and attachment names stay); 0 keeps everything.
+    days: int = 365
+    check_seconds: int = 3600
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "text"  # text | json
@@ -273,6 +281,7 @@ class Settings:
     helpdesk: HelpdeskSettings = field(default_factory=HelpdeskSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     threading: ThreadingSettings = field(default_factory=ThreadingSettings)
     priority: PrioritySettings = field(default_factory=PrioritySettings)
     sla: SlaSettings = field(default_factory=SlaSettings)
@@ -580,6 +589,8 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
         if name and len(environ.get(name, "")) < 16:
             problems.append(f"{where}: {name} must hold at least 16 characters")
     problems.extend(_conversation_checks(s))
+    if s.retention.days < 0 or s.retention.check_seconds <= 0:
+        problems.append("retention: days must be 0 or more, check_seconds positive")
     names = [a.name for a in s.imap]
     for i, account in enumerate(s.imap):
         where = f"imap[{i}]" + (f" ({account.name})" if account.name else "")

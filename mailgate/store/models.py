@@ -97,6 +97,7 @@ class InboundMessage(Base):
     acknowledge: Mapped[bool] = mapped_column(Boolean, default=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
     processed_at: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None]  # retention emptied ``raw``; the ticket text stays
 
     __table_args__ = (Index("ix_inbound_message_due", "status", "next_attempt_at"),)
 
@@ -182,6 +183,7 @@ class Blob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int]
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    purged_at: Mapped[datetime | None]  # retention emptied ``data``
 
 
 class Attachment(Base):

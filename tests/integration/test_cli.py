@@ -63,6 +63,10 @@ def test_tickets_list_and_show_json(rt: Runtime, tmp_path: Path, db_url: str) ->
     ]
     assert "192.0.2.10" in shown["articles"][0]["text"]
     assert "Domena wygasła" in invoke(config, "tickets", "list")
+    # The acknowledgement was never sent here, so the export holds the inbound mail only.
+    out = tmp_path / "t1.mbox"
+    assert "1 message(s) of ticket 1" in invoke(config, "export", "1", "--output", str(out))
+    assert b"Subject: Domena" in out.read_bytes()
 
 
 def test_quarantine_list_and_show(rt: Runtime, tmp_path: Path, db_url: str) -> None:
