@@ -31,7 +31,8 @@ class Outcome:
     accepted: bool = False
     acked_at: float = 0.0
     first_try: float = 0.0
-    replies: list[tuple[float, int]] = field(default_factory=list)  # (seconds, code)
+    # (monotonic time the attempt began, seconds until the reply, code)
+    replies: list[tuple[float, float, int]] = field(default_factory=list)
 
 
 class RetryingSender:
@@ -127,7 +128,7 @@ class RetryingSender:
 
     def _reply(self, index: int, out: Outcome, code: int, sent_at: float) -> None:
         seconds = time.monotonic() - sent_at
-        out.replies.append((seconds, code))
+        out.replies.append((sent_at, seconds, code))
         if self.on_reply is not None:
             self.on_reply(index, code, seconds)
 
