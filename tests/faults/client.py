@@ -47,6 +47,7 @@ class RetryingSender:
         timeout: float = 30,
         give_up_after: float = 600,
         on_reply: Callable[[int, int, float], None] | None = None,
+        gap: float = 0.0,
     ) -> None:
         self.port = port
         self.messages = messages
@@ -55,6 +56,7 @@ class RetryingSender:
         self.timeout = timeout  # every socket operation is bounded
         self.give_up_after = give_up_after
         self.on_reply = on_reply
+        self.gap = gap  # pause after each accepted message, to spread load over time
         self.outcomes = [Outcome() for _ in messages]
         self._next = 0
         self._lock = threading.Lock()
@@ -83,6 +85,8 @@ class RetryingSender:
         try:
             while (index := self._take()) is not None:
                 conn = self._deliver(index, conn, rnd)
+                if self.gap:
+                    time.sleep(self.gap)
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
