@@ -121,6 +121,7 @@ def worse() -> dict[str, bytes]:
         + mid
         + b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
         + b"Content-Type: text/plain\r\n\r\nsee attached\r\n--B\r\n"
-        + b'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="../../../../etc/cron.d/x"\r\n'
+        + b"Content-Type: application/octet-stream\r\n"
+        + b'Content-Disposition: attachment; filename="../../../../etc/cron.d/x"\r\n'
         + b"Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--B--\r\n",
     }

@@ -14,6 +14,7 @@ from mailgate.ingest.accept import Envelope, accept
 from mailgate.store.models import InboundMessage, Ticket
 from tests import hostile
 from tests.conftest import make_runtime, make_settings
+from tests.hostile import worse
 from tests.support import FakeClock, make_mail
 
 ENV = Envelope("jan@customer.example", ("support@helpdesk.example",))
@@ -70,5 +71,26 @@ def test_budget_kills_workers_then_quarantines(
         assert pipeline.run_pending(rt) == 1
         with rt.sessions() as s:
             assert s.get_one(InboundMessage, row_id).status == "done"
+    finally:
+        rt.close()
+
+
+def test_one_slow_message_is_stopped_at_its_own_budget_not_the_batchs(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Found by the poison fault scenario: with a batch-wide deadline, a message that
+    costs seconds of CPU (60 000 nested <div>s) ran far past a 2 s budget because the
+    batch had twenty messages' worth of slack, and delayed every message behind it."""
+    rt = make_runtime(make_settings(db_url, tmp_path, processing={"max_attempts": 1}))
+    rt.analyzer = PoolAnalyzer(workers=1, budget_seconds=1, memory_mb=2048)
+    try:
+        bomb = worse()["html-nesting-bomb"]
+        ids = [accept(rt.sessions, bomb, ENV, "smtp").inbound_id]
+        ids += [accept(rt.sessions, make_mail(), ENV, "smtp").inbound_id for _ in range(19)]
+        assert pipeline.run_pending(rt) == 20
+        with rt.sessions() as s:
+            rows = [s.get_one(InboundMessage, i) for i in ids]
+        assert (rows[0].status, rows[0].reason) == ("quarantined", "parse-budget")
+        assert [r.status for r in rows[1:]] == ["done"] * 19
     finally:
         rt.close()

@@ -92,7 +92,9 @@ class RetryingSender:
                 with contextlib.suppress(Exception):
                     conn.quit()
 
-    def _deliver(self, index: int, conn: smtplib.SMTP | None, rnd: random.Random) -> smtplib.SMTP | None:
+    def _deliver(
+        self, index: int, conn: smtplib.SMTP | None, rnd: random.Random
+    ) -> smtplib.SMTP | None:
         out = self.outcomes[index]
         out.first_try = time.monotonic()
         deadline = out.first_try + self.give_up_after

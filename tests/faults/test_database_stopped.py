@@ -40,9 +40,7 @@ def test_database_stopped_under_load_answers_4xx_then_drains(
         db_url,
         tmp_path,
         database={
-            "url": url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-                hide_password=False
-            ),
+            "url": url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
             "connect_timeout": 2,
         },
         processing={"sweep_seconds": 1, "retry_base_seconds": 1},
@@ -82,7 +80,9 @@ def test_database_stopped_under_load_answers_4xx_then_drains(
                 )
             )
             statuses = dict(
-                s.execute(select(InboundMessage.status, func.count()).group_by(InboundMessage.status)).all()  # noqa: E501
+                s.execute(
+                    select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
+                ).all()  # noqa: E501
             )
     finally:
         rt.close()

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import shutil
+import signal
 import smtplib
 import subprocess
 import sys

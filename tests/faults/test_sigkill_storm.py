@@ -98,13 +98,12 @@ def test_sigkill_storm_loses_and_duplicates_nothing(tmp_path: Path, figures: Fig
     rejected = [i for i, o in enumerate(outcomes) if o.rejected]
     with sqlite3.connect(db, timeout=30) as conn:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        stored = Counter(
-            mid for (mid,) in conn.execute("SELECT message_id FROM inbound_message")
-        )
+        stored = Counter(mid for (mid,) in conn.execute("SELECT message_id FROM inbound_message"))
         articles = Counter(
             mid
             for (mid,) in conn.execute(
-                "SELECT message_id FROM article WHERE direction = 'in' AND message_id LIKE 'storm-%'"
+                "SELECT message_id FROM article"
+                " WHERE direction = 'in' AND message_id LIKE 'storm-%'"
             )
         )
         statuses = dict(conn.execute("SELECT status, count(*) FROM inbound_message GROUP BY 1"))
