@@ -82,7 +82,7 @@ def test_database_stopped_under_load_answers_4xx_then_drains(
             statuses = dict(
                 s.execute(
                     select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
-                ).all()  # noqa: E501
+                ).all()
             )
     finally:
         rt.close()
