@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from mailgate import pipeline
@@ -75,14 +76,18 @@ def test_budget_kills_workers_then_quarantines(
         rt.close()
 
 
-def test_one_slow_message_is_stopped_at_its_own_budget_not_the_batchs(
+# The analyzer is what is tested; one backend is enough for 13 s of CPU.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_one_slow_message_is_quarantined_for_the_budget_and_spares_its_batch(
     db_url: str, tmp_path: Path
 ) -> None:
-    """Found by the poison fault scenario: with a batch-wide deadline, a message that
-    costs seconds of CPU (60 000 nested <div>s) ran far past a 2 s budget because the
-    batch had twenty messages' worth of slack, and delayed every message behind it."""
+    """Found by the poison fault scenario: 60 000 nested <div>s cost nh3 (Rust, so no
+    signal can interrupt it) about 13 s of CPU.  With a batch-wide deadline alone such
+    a message could finish inside the batch's slack and become a ticket; the alarm in
+    the worker charges it to its own budget (reason ``parse-budget``) however large
+    the batch.  The other messages of the batch, on the other worker, are processed."""
     rt = make_runtime(make_settings(db_url, tmp_path, processing={"max_attempts": 1}))
-    rt.analyzer = PoolAnalyzer(workers=1, budget_seconds=1, memory_mb=2048)
+    rt.analyzer = PoolAnalyzer(workers=2, budget_seconds=1, memory_mb=2048)
     try:
         bomb = worse()["html-nesting-bomb"]
         ids = [accept(rt.sessions, bomb, ENV, "smtp").inbound_id]

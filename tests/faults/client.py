@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.support import make_mail
+
 SENDER = "jan@customer.example"
 RECIPIENT = "support@helpdesk.example"
 
@@ -144,6 +146,20 @@ def _close(conn: smtplib.SMTP | None) -> None:
         with contextlib.suppress(Exception):
             conn.close()
     return None
+
+
+def numbered_mails(tag: str, count: int) -> list[bytes]:
+    """``count`` distinct messages, each from its own customer, with Message-ID
+    ``<tag-N@customer.example>`` so rows and articles can be matched back."""
+    return [
+        make_mail(
+            sender=f"c{i}@customer.example",
+            subject=f"{tag} {i}",
+            body=f"{tag} body {i}\n",
+            message_id=f"<{tag}-{i}@customer.example>",
+        )
+        for i in range(count)
+    ]
 
 
 def percentile(values: list[float], q: float) -> float:

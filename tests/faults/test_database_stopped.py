@@ -20,9 +20,9 @@ from sqlalchemy.engine import make_url
 
 from mailgate.store.models import Article, InboundMessage
 from tests.conftest import PG_URL, make_runtime, make_settings
-from tests.faults.client import RetryingSender, percentile
+from tests.faults.client import RetryingSender, numbered_mails, percentile
 from tests.faults.conftest import FULL, Figures
-from tests.support import DaemonThread, TcpProxy, make_mail
+from tests.support import DaemonThread, TcpProxy
 
 OUTAGE = 30.0 if FULL else 5.0
 MESSAGES = 3_000 if FULL else 250
@@ -46,15 +46,7 @@ def test_database_stopped_under_load_answers_4xx_then_drains(
         processing={"sweep_seconds": 1, "retry_base_seconds": 1},
     )
     rt = make_runtime(settings)
-    mails = [
-        make_mail(
-            sender=f"c{i}@customer.example",
-            subject=f"outage {i}",
-            body=f"body {i}\n",
-            message_id=f"<outage-{i}@customer.example>",
-        )
-        for i in range(MESSAGES)
-    ]
+    mails = numbered_mails("outage", MESSAGES)
     window: dict[str, float] = {}
     try:
         with DaemonThread(rt) as d:

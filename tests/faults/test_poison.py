@@ -16,14 +16,15 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from mailgate.store.models import InboundMessage
-from tests.conftest import make_runtime, make_settings
-from tests.faults.client import RetryingSender, percentile
+from tests.conftest import BACKENDS, make_runtime, make_settings
+from tests.faults.client import RetryingSender, numbered_mails, percentile
 from tests.faults.conftest import FULL, Figures
 from tests.hostile import samples, worse
-from tests.support import DaemonThread, make_mail
+from tests.support import DaemonThread
 
 NORMAL = 1_000 if FULL else 100
 MAX_ATTEMPTS = 3
@@ -43,19 +44,14 @@ MUST_QUARANTINE = {
 }
 
 
+# The short form runs on SQLite only (it costs half a minute per backend); the full
+# form on every backend under test.
+@pytest.mark.parametrize("db_url", BACKENDS if FULL else ["sqlite"], indirect=True)
 def test_poison_in_load_is_quarantined_and_the_rest_flows(
     db_url: str, tmp_path: Path, figures: Figures
 ) -> None:
     hostile = {**samples(), **worse()}
-    ordinary = [
-        make_mail(
-            sender=f"c{i}@customer.example",
-            subject=f"ordinary {i}",
-            body=f"ordinary body {i}\n",
-            message_id=f"<ordinary-{i}@customer.example>",
-        )
-        for i in range(NORMAL)
-    ]
+    ordinary = numbered_mails("ordinary", NORMAL)
     # Rows are matched back to messages by their raw bytes, which inbound rows keep.
     mails = ordinary + list(hostile.values())
     order = list(range(len(mails)))

@@ -16,12 +16,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.faults.client import RetryingSender
+from tests.faults.client import RetryingSender, numbered_mails
 from tests.faults.conftest import FULL, Figures
 from tests.process import Mailgate
-from tests.support import make_mail
 
-MESSAGES = 10_000 if FULL else 1_000
+MESSAGES = 10_000 if FULL else 600
 KILL_EVERY = (1.0, 7.0) if FULL else (0.5, 1.5)
 
 
@@ -66,15 +65,7 @@ class Killer(threading.Thread):
 
 def test_sigkill_storm_loses_and_duplicates_nothing(tmp_path: Path, figures: Figures) -> None:
     daemon = storm_daemon(tmp_path / "storm")
-    mails = [
-        make_mail(
-            sender=f"Customer {i} <c{i}@customer.example>",
-            subject=f"storm {i}",
-            body=f"message number {i}\n",
-            message_id=f"<storm-{i}@customer.example>",
-        )
-        for i in range(MESSAGES)
-    ]
+    mails = numbered_mails("storm", MESSAGES)
     daemon.start()
     killer = Killer(daemon, KILL_EVERY)
     sender = RetryingSender(daemon.smtp_port, mails, workers=8, timeout=20)
