@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/dev.toml
 
-.PHONY: serve test lint bench clean venv
+.PHONY: serve test lint bench faults fuzz clean venv
 
 $(BIN)/mailgate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,14 @@ lint: $(BIN)/mailgate
 
 test: lint
 	$(BIN)/pytest -q
+
+# The fault-injection scenarios at full size (a short form of each runs in `make test`).
+faults: $(BIN)/mailgate
+	MAILGATE_FAULTS=full $(BIN)/pytest -q tests/faults
+
+# The hostile-input property suite with a large budget (a small one runs in `make test`).
+fuzz: $(BIN)/mailgate
+	MAILGATE_FUZZ_EXAMPLES=$${MAILGATE_FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q tests/fuzz
 
 bench: $(BIN)/mailgate
 	$(BIN)/python bench/run.py

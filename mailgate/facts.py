@@ -17,6 +17,7 @@ import logging
 import math
 import multiprocessing
 import resource
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -150,8 +151,32 @@ def _ready(_: int) -> bool:
     return True
 
 
-def _analyze_job(job: Job, config: FactsConfig, dnsfunc: DnsFunc, now: datetime) -> Evidence:
-    return analyze(job.raw, job.mail_from, config, dnsfunc, now)
+class _Alarm(BaseException):
+    """Raised by the budget alarm; a BaseException so that the parser's own
+    ``except Exception`` (which turns failures into "unparseable") lets it through."""
+
+
+def _over_budget(_signum: int, _frame: object) -> None:
+    raise _Alarm
+
+
+def _analyze_job(
+    job: Job, config: FactsConfig, dnsfunc: DnsFunc, now: datetime, budget: float
+) -> Evidence:
+    # The batch deadline in ``PoolAnalyzer.run`` is shared by the whole batch, so on its
+    # own it lets one slow message run for ``budget`` × rounds while the messages
+    # queued behind it wait.  A per-message alarm stops pure-Python work (HTML to
+    # text, header decoding) at the budget; the batch deadline still kills a worker
+    # stuck in C code that never returns to the interpreter.
+    previous = signal.signal(signal.SIGALRM, _over_budget)
+    signal.setitimer(signal.ITIMER_REAL, budget)
+    try:
+        return analyze(job.raw, job.mail_from, config, dnsfunc, now)
+    except _Alarm:
+        raise BudgetExceeded(f"facts stage over its budget of {budget:g} s") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class PoolAnalyzer:
@@ -184,7 +209,8 @@ class PoolAnalyzer:
     ) -> dict[int, Outcome]:
         pool = self._get_pool()
         pending: list[tuple[Job, AsyncResult[Evidence]]] = [
-            (job, pool.apply_async(_analyze_job, (job, config, dnsfunc, now))) for job in jobs
+            (job, pool.apply_async(_analyze_job, (job, config, dnsfunc, now, self.budget)))
+            for job in jobs
         ]
         # Each worker may take the whole budget for each message it is handed.
         rounds = math.ceil(len(jobs) / self.workers)

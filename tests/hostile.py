@@ -62,3 +62,66 @@ def samples() -> dict[str, bytes]:
             for _ in range(54)
         ),
     }
+
+
+def _folded(name: bytes, parts: list[bytes], sep: bytes = b"") -> bytes:
+    """One header made of many parts, folded so that no line passes SMTP's limit."""
+    return name + b": " + (sep + b"\r\n ").join(parts) + b"\r\n"
+
+
+def worse() -> dict[str, bytes]:
+    """Nastier than ``samples``: attacks on the parser's cost and on identity checks."""
+    mid = b"MIME-Version: 1.0\r\n"
+    return {
+        "encoded-word-bomb": BASE.replace(b"From: Jan <jan@customer.example>\r\n", b"")
+        + b"From: jan@customer.example\r\nMessage-ID: <ew@customer.example>\r\n"
+        + _folded(b"Subject", [b"=?utf-8?q?a=C5=82?="] * 4_000)
+        + b"\r\nbody\r\n",
+        "header-section-over-100k": BASE
+        + b"Message-ID: <big-head@customer.example>\r\nSubject: big head\r\n"
+        + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 900) for i in range(130))
+        + b"\r\nbody\r\n",
+        "ambiguous-from-angle": BASE.replace(
+            b"From: Jan <jan@customer.example>",
+            b"From: victim@customer.example<attacker@evil.example>",
+        )
+        + b"Message-ID: <amb@customer.example>\r\nSubject: ambiguous\r\n\r\nx\r\n",
+        "from-with-two-addresses": BASE.replace(
+            b"From: Jan <jan@customer.example>",
+            b"From: jan@customer.example, attacker@evil.example",
+        )
+        + b"Message-ID: <twoaddr@customer.example>\r\nSubject: two\r\n\r\nx\r\n",
+        "nul-bytes-everywhere": BASE
+        + b"Message-ID: <nul@customer.example>\r\nSubject: a\x00b\r\n\r\n"
+        + (b"\x00" * 76 + b"\r\n") * 50,
+        "broken-base64": BASE
+        + b"Message-ID: <b64@customer.example>\r\nSubject: b64\r\n"
+        + mid
+        + b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + b"!!!!****====\xff\xfe====\r\n" * 50,
+        "empty-boundary": BASE
+        + b"Message-ID: <eb@customer.example>\r\nSubject: eb\r\n"
+        + mid
+        + b'Content-Type: multipart/mixed; boundary=""\r\n\r\n--\r\n\r\nx\r\n--\r\n--\r\n--\r\n',
+        "rfc2231-continuation-bomb": BASE
+        + b"Message-ID: <2231@customer.example>\r\nSubject: params\r\n"
+        + mid
+        + b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+        + b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n"
+        + b"".join(b" filename*%d*=utf-8''%%2E%%2E%%2F%d;\r\n" % (i, i) for i in range(3000))
+        + b" size=1\r\n\r\nAAAA\r\n--B--\r\n",
+        "html-nesting-bomb": BASE
+        + b"Message-ID: <html@customer.example>\r\nSubject: html\r\n"
+        + mid
+        + b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        + b"\r\n".join([b"<div>" * 150] * 400)
+        + b"\r\n<script>alert(1)</script>\r\n",
+        "path-traversal-filename": BASE
+        + b"Message-ID: <path@customer.example>\r\nSubject: path\r\n"
+        + mid
+        + b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+        + b"Content-Type: text/plain\r\n\r\nsee attached\r\n--B\r\n"
+        + b"Content-Type: application/octet-stream\r\n"
+        + b'Content-Disposition: attachment; filename="../../../../etc/cron.d/x"\r\n'
+        + b"Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--B--\r\n",
+    }

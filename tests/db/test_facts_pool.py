@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from mailgate import pipeline
@@ -14,6 +15,7 @@ from mailgate.ingest.accept import Envelope, accept
 from mailgate.store.models import InboundMessage, Ticket
 from tests import hostile
 from tests.conftest import make_runtime, make_settings
+from tests.hostile import worse
 from tests.support import FakeClock, make_mail
 
 ENV = Envelope("jan@customer.example", ("support@helpdesk.example",))
@@ -70,5 +72,30 @@ def test_budget_kills_workers_then_quarantines(
         assert pipeline.run_pending(rt) == 1
         with rt.sessions() as s:
             assert s.get_one(InboundMessage, row_id).status == "done"
+    finally:
+        rt.close()
+
+
+# The analyzer is what is tested; one backend is enough for 13 s of CPU.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_one_slow_message_is_quarantined_for_the_budget_and_spares_its_batch(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Found by the poison fault scenario: 60 000 nested <div>s cost nh3 (Rust, so no
+    signal can interrupt it) about 13 s of CPU.  With a batch-wide deadline alone such
+    a message could finish inside the batch's slack and become a ticket; the alarm in
+    the worker charges it to its own budget (reason ``parse-budget``) however large
+    the batch.  The other messages of the batch, on the other worker, are processed."""
+    rt = make_runtime(make_settings(db_url, tmp_path, processing={"max_attempts": 1}))
+    rt.analyzer = PoolAnalyzer(workers=2, budget_seconds=1, memory_mb=2048)
+    try:
+        bomb = worse()["html-nesting-bomb"]
+        ids = [accept(rt.sessions, bomb, ENV, "smtp").inbound_id]
+        ids += [accept(rt.sessions, make_mail(), ENV, "smtp").inbound_id for _ in range(19)]
+        assert pipeline.run_pending(rt) == 20
+        with rt.sessions() as s:
+            rows = [s.get_one(InboundMessage, i) for i in ids]
+        assert (rows[0].status, rows[0].reason) == ("quarantined", "parse-budget")
+        assert [r.status for r in rows[1:]] == ["done"] * 19
     finally:
         rt.close()
