@@ -165,6 +165,8 @@ def test_durability_audit_every_250_follows_a_wal_fsync(tmp_path: Path, figures:
     figures["normal_unsynced"] = len(normal.unsynced)
     assert full.unsynced == []
     assert full.synced == MESSAGES
-    # The control: with NORMAL the same audit must catch 250s that were not synced.
+    # The control: with NORMAL the same audit must fail.  Not necessarily for every
+    # message: NORMAL still syncs the WAL at checkpoints, and a checkpoint can fall
+    # between a message's write and its 250 by chance.
     assert normal.replies == MESSAGES
-    assert len(normal.unsynced) == MESSAGES, normal.unsynced
+    assert normal.unsynced, "the audit cannot tell FULL from NORMAL"

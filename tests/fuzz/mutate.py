@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from tests.hostile import samples, worse
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "mail"
+# The HTML nesting bomb is left out: it costs nh3 about 13 s per parse by design (it
+# is there to exceed the daemon's budget, see tests/faults/test_poison.py), so as a
+# seed it would only make the run slow and trip the hang alarm.
 SEEDS: list[bytes] = [p.read_bytes() for p in sorted(DATA.glob("*.eml"))] + [
     *samples().values(),
-    *worse().values(),
+    *(raw for name, raw in worse().items() if name != "html-nesting-bomb"),
 ]
 
 # Header lines that have broken parsers or identity checks somewhere.
