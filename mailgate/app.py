@@ -118,34 +118,18 @@ class Daemon:
             asyncio.create_task(self._loop("outbox", self._send, self._flush)),
         ]
         self._scheduler = AsyncIOScheduler(event_loop=loop)
-        self._scheduler.add_job(
-            self._sweep,
-            "interval",
-            seconds=settings.processing.sweep_seconds,
-            max_instances=1,
-            coalesce=True,
-        )
-        self._scheduler.add_job(
-            self._challenges,
-            "interval",
-            seconds=settings.processing.sweep_seconds,
-            max_instances=1,
-            coalesce=True,
-        )
-        self._scheduler.add_job(
-            self._purge,
-            "interval",
-            seconds=settings.retention.check_seconds,
-            max_instances=1,
-            coalesce=True,
-        )
-        for job in (self._escalate, self._close_resolved):
+        # (job, every N seconds); all but the sweep run only in the leading instance
+        # (they check ``_leading`` themselves).
+        jobs: list[tuple[Callable[[], object], int]] = [
+            (self._sweep, settings.processing.sweep_seconds),
+            (self._challenges, settings.processing.sweep_seconds),
+            (self._purge, settings.retention.check_seconds),
+            (self._escalate, settings.sla.check_seconds),
+            (self._close_resolved, settings.sla.check_seconds),
+        ]
+        for job, seconds in jobs:
             self._scheduler.add_job(
-                job,
-                "interval",
-                seconds=settings.sla.check_seconds,
-                max_instances=1,
-                coalesce=True,
+                job, "interval", seconds=seconds, max_instances=1, coalesce=True
             )
         self._scheduler.start()
         self._sweep()  # whatever a previous run left behind
