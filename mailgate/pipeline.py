@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from mailgate import commands, correlate, operators, policy, priority
 from mailgate.errors import PermanentError
@@ -202,6 +202,14 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
             if rt.external is not None:
                 external[item.id] = tuple(rt.external.lookup(sender, result.identifiers))
     with translate_db_errors(), rt.sessions.begin() as session:
+        # One query loads every row of the batch into the session, so each message's
+        # own look-up (``_inbound_row``) costs no round trip.  Held in a variable: the
+        # session's identity map keeps only weak references.
+        rows = session.scalars(
+            select(InboundMessage)
+            .options(defer(InboundMessage.raw))
+            .where(InboundMessage.id.in_([item.id for item in batch]))
+        ).all()
         for item in batch:
             if item.id in failed:
                 outcomes.append(_record_failure(session, rt, item, *failed[item.id]))
@@ -224,6 +232,7 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
             except Exception as exc:  # the per-message boundary: log, retry, never lose
                 log.exception("processing inbound id=%s failed", item.id, extra={"trace": item.id})
                 outcomes.append(_record_failure(session, rt, item, exc, False))
+        del rows  # alive until every message was applied
     for outcome in outcomes:  # counted once the batch is committed
         if outcome:
             rt.metrics.processed.labels(outcome).inc()
@@ -238,7 +247,7 @@ def _decide_and_apply(
 ) -> str:
     """Decide and apply in the caller's transaction; return the verdict's name ("" when
     another worker took the message over)."""
-    row = session.get(InboundMessage, item.id)
+    row = _inbound_row(session, item.id)
     if row is None or row.status != "processing" or row.attempts != item.attempts:
         return ""  # someone else took it over after our lease ran out
     parsed = ev.parsed
@@ -581,13 +590,19 @@ def dedup_key(parsed: ParsedMessage, raw: bytes) -> str | None:
     return hashlib.sha256(material).hexdigest()
 
 
+def _inbound_row(session: Session, inbound_id: int) -> InboundMessage | None:
+    """The inbound row to update, without its raw bytes: the claim already carried
+    them, and loading them again cost a copy of every message per attempt."""
+    return session.get(InboundMessage, inbound_id, options=[defer(InboundMessage.raw)])
+
+
 def _record_failure(
     session: Session, rt: Runtime, item: Claimed, exc: BaseException, permanent: bool
 ) -> str:
     """Record a failed attempt; return "Quarantine" when the message was quarantined."""
     p = rt.settings.processing
     reason = exc.reason if isinstance(exc, PermanentError) else None
-    row = session.get(InboundMessage, item.id)
+    row = _inbound_row(session, item.id)
     if row is None or row.attempts != item.attempts:
         return ""
     row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
