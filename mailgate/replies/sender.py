@@ -13,10 +13,24 @@ import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from mailgate.errors import PermanentError, TemporaryError
+
+
+@dataclass(slots=True)
+class RelayHealth:
+    """What the outbox learned about reaching the relay at all (not about a message).
+
+    ``down_since`` is set when a delivery session could not even be opened and cleared
+    by the next session that opens; ``last_try`` is when the last session was tried.
+    """
+
+    down_since: datetime | None = None
+    last_try: datetime | None = None
 
 
 class Connection(Protocol):
