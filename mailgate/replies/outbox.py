@@ -122,12 +122,50 @@ class _Claimed:
     created_at_age: timedelta
 
 
+class Dispatcher:
+    """Runs ``flush`` and keeps the outcomes it could not write down.
+
+    When the bookkeeping after a send fails (the database full or away), the rows stay
+    claimed until their send lease runs out — minutes — and would then be sent again.
+    The dispatcher holds on to those outcomes and records them first thing on its next
+    call, so as soon as the database takes writes again a mail that left is marked
+    sent, and one that did not goes back on its retry schedule.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.unrecorded: tuple[list[_Claimed], dict[int, BaseException | None]] | None = None
+
+    def flush(self, limit: int = 100) -> int:
+        """Send what is due; return how many due rows were handled (sent, tried or held).
+
+        Raises ``TemporaryError`` when the database cannot be written; call again later.
+        """
+        rt = self.rt
+        with translate_db_errors():
+            if self.unrecorded is not None:
+                _record(rt, *self.unrecorded)
+                self.unrecorded = None
+            claimed, held = _claim(rt, limit)
+        if not claimed:
+            return held
+        outcomes = _send(rt, claimed)
+        try:
+            with translate_db_errors():
+                _record(rt, claimed, outcomes)
+        except TemporaryError:
+            self.unrecorded = (claimed, outcomes)
+            raise
+        return len(claimed) + held
+
+
 def flush(rt: Runtime, limit: int = 100) -> int:
-    """Send what is due; return how many due rows were handled (sent, tried or held)."""
-    with translate_db_errors():
-        claimed, held = _claim(rt, limit)
-    if not claimed:
-        return held
+    """One pass by a short-lived dispatcher (tests, ``mailgate drain``)."""
+    return Dispatcher(rt).flush(limit)
+
+
+def _send(rt: Runtime, claimed: list[_Claimed]) -> dict[int, BaseException | None]:
+    """Hand each claimed mail to the transport, outside any transaction."""
     outcomes: dict[int, BaseException | None] = {}
     try:
         with rt.transport.connect() as conn:
@@ -141,9 +179,7 @@ def flush(rt: Runtime, limit: int = 100) -> int:
         # Could not even open the session: every unsent row shares the failure.
         for item in claimed:
             outcomes.setdefault(item.id, exc)
-    with translate_db_errors():
-        _record(rt, claimed, outcomes)
-    return len(claimed) + held
+    return outcomes
 
 
 def _signed(rt: Runtime, item: _Claimed) -> bytes:
