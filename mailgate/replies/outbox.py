@@ -128,28 +128,75 @@ class _Claimed:
     created_at_age: timedelta
 
 
-def flush(rt: Runtime, limit: int = 100) -> int:
-    """Send what is due; return how many due rows were handled (sent, tried or held).
+class Dispatcher:
+    """Runs ``flush`` and keeps the outcomes it could not write down.
+
+    When the bookkeeping after a send fails (the database full or away), the rows stay
+    claimed until their send lease runs out — minutes — and would then be sent again.
+    The dispatcher holds on to those outcomes and records them first thing on its next
+    call, so as soon as the database takes writes again a mail that left is marked
+    sent, and one that did not goes back on its retry schedule.
 
     While the relay cannot be reached at all, only one batch every ``PROBE_INTERVAL``
     tries it (the probe); the rest wait untouched, so a long outage costs neither CPU
-    nor backoff.  Rows of a batch that failed that way retry within
-    ``OUTAGE_RETRY`` however often they failed: when the relay comes back,
-    everything due goes within a probe interval plus that.
+    nor backoff.  Rows of a batch that failed that way retry within ``OUTAGE_RETRY``
+    however often they failed: when the relay comes back, everything due goes within
+    a probe interval plus that.
     """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.unrecorded: _Outcomes | None = None
+
+    def flush(self, limit: int = 100) -> int:
+        """Send what is due; return how many due rows were handled (sent, tried or held).
+
+        Raises ``TemporaryError`` when the database cannot be written; call again later.
+        """
+        rt = self.rt
+        health = rt.relay_health
+        now = rt.clock()
+        with translate_db_errors():
+            if self.unrecorded is not None:
+                _record(rt, self.unrecorded)
+                self.unrecorded = None
+            if (
+                health.down_since is not None
+                and health.last_try is not None
+                and now - health.last_try < PROBE_INTERVAL
+            ):
+                return 0
+            claimed, held = _claim(rt, limit)
+        if not claimed:
+            return held
+        health.last_try = now
+        outcomes = _send(rt, claimed)
+        try:
+            with translate_db_errors():
+                _record(rt, outcomes)
+        except TemporaryError:
+            self.unrecorded = outcomes
+            raise
+        return len(claimed) + held
+
+
+def flush(rt: Runtime, limit: int = 100) -> int:
+    """One pass by a short-lived dispatcher (tests, ``mailgate drain``)."""
+    return Dispatcher(rt).flush(limit)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcomes:
+    """What became of each claimed mail: None when sent, else the error."""
+
+    claimed: list[_Claimed]
+    errors: dict[int, BaseException | None]
+    unreachable: bool  # the relay could not be reached at all: not the mails' fault
+
+
+def _send(rt: Runtime, claimed: list[_Claimed]) -> _Outcomes:
+    """Hand each claimed mail to the transport, outside any transaction."""
     health = rt.relay_health
-    now = rt.clock()
-    if (
-        health.down_since is not None
-        and health.last_try is not None
-        and now - health.last_try < PROBE_INTERVAL
-    ):
-        return 0
-    with translate_db_errors():
-        claimed, held = _claim(rt, limit)
-    if not claimed:
-        return held
-    health.last_try = now
     outcomes: dict[int, BaseException | None] = {}
     unreachable = False
     try:
@@ -168,12 +215,10 @@ def flush(rt: Runtime, limit: int = 100) -> int:
         unreachable = not outcomes
         if unreachable and health.down_since is None:
             log.warning("relay unreachable: %s; probing every %s", exc, PROBE_INTERVAL)
-            health.down_since = now
+            health.down_since = rt.clock()
         for item in claimed:
             outcomes.setdefault(item.id, exc)
-    with translate_db_errors():
-        _record(rt, claimed, outcomes, unreachable=unreachable)
-    return len(claimed) + held
+    return _Outcomes(claimed, outcomes, unreachable)
 
 
 def _signed(rt: Runtime, item: _Claimed) -> bytes:
@@ -230,13 +275,8 @@ def send_lease(rt: Runtime, batch: int) -> timedelta:
     return SEND_LEASE + timedelta(seconds=rt.settings.outbound.timeout * batch)
 
 
-def _record(
-    rt: Runtime,
-    claimed: list[_Claimed],
-    outcomes: dict[int, BaseException | None],
-    *,
-    unreachable: bool = False,
-) -> None:
+def _record(rt: Runtime, outcomes: _Outcomes) -> None:
+    claimed = outcomes.claimed
     out = rt.settings.outbound
     now = rt.clock()
     lifetime = timedelta(hours=out.lifetime_hours)
@@ -257,7 +297,7 @@ def _record(
             row = rows.get(item.id)
             if row is None or row.status != "pending" or row.attempts != item.attempts:
                 continue  # our lease ran out and another sender has taken the row over
-            error = outcomes.get(item.id)
+            error = outcomes.errors.get(item.id)
             row.attempts = item.attempts + 1
             trace = {"trace": item.inbound_id}
             if error is None:
@@ -280,7 +320,7 @@ def _record(
                 results.append((item, "failed"))
             else:
                 delay = min(out.retry_base_seconds * 2 ** (row.attempts - 1), out.retry_max_seconds)
-                if unreachable:  # the relay's fault, not the mail's: the probe paces it
+                if outcomes.unreachable:  # the relay's fault, not the mail's: probes pace it
                     delay = min(delay, int(OUTAGE_RETRY.total_seconds()))
                 row.next_attempt_at = now + timedelta(seconds=delay)
                 results.append((item, "retry"))
