@@ -158,12 +158,31 @@ class Dovecot:
     def append(
         self, user: str, folder: str, messages: list[bytes], flags: tuple[bytes, ...] = ()
     ) -> None:
-        """Put messages into ``folder`` (created if missing) the way a mail client would."""
+        """Put messages into ``folder`` (created if missing), in order, by MULTIAPPEND."""
         with contextlib.closing(_Session(self.client(user))) as s:
             if not s.client.folder_exists(folder):
                 s.client.create_folder(folder)
-            for raw in messages:
-                s.client.append(folder, raw, flags=flags)
+            # Chunks keep one command's literals to a few MB; UIDs follow the list order.
+            for start in range(0, len(messages), 200):
+                chunk = messages[start : start + 200]
+                s.client.multiappend(
+                    folder, [{"msg": raw, "flags": flags} if flags else raw for raw in chunk]
+                )
+
+    def folder_state(self, user: str, folder: str) -> dict[str, set[bytes]]:
+        """Message-ID (without brackets) → flags of what ``folder`` holds now."""
+        with contextlib.closing(_Session(self.client(user))) as s:
+            if not s.client.folder_exists(folder):
+                return {}
+            s.client.select_folder(folder, readonly=True)
+            uids = s.client.search("ALL")
+            data = s.client.fetch(uids, [b"FLAGS", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        state = {}
+        for item in data.values():
+            header = item[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode()
+            mid = header.partition(":")[2].strip().strip("<>")
+            state[mid] = set(item[b"FLAGS"])
+        return state
 
 
 class _Session:

@@ -161,23 +161,60 @@ def make_mail(
     return msg.as_bytes(policy=policy.SMTP)  # CRLF, as it travels over SMTP
 
 
-class TcpProxy:
-    """A loopback TCP forwarder that can be cut, to make a real server unreachable.
+@dataclass
+class ProxyFault:
+    """A fault the proxy injected: its kind and the last command the client had sent."""
 
-    With ``cut_after`` it cuts every open connection by itself once that many bytes
-    have come back from the server (once; later connections pass freely), which lands
-    the cut in the middle of whatever the client was reading.
+    kind: str  # cut | stall
+    command: bytes
+    at: float  # monotonic
+
+
+@dataclass
+class ProxyLink:
+    """One proxied connection: the client's socket and ours to the server."""
+
+    client: socket.socket
+    upstream: socket.socket
+    stalled: bool = False
+    command: bytes = b""  # the last line the client sent
+    after_stall: list[bytes] = field(default_factory=list)  # lines sent into a stall
+
+    def close(self) -> None:
+        for s in (self.client, self.upstream):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that can be cut or stalled, to break a real server's link.
+
+    ``arm(kind, after=n)`` injects one fault once ``n`` more bytes have come back from
+    the server (exactly that many reach the client), which lands it in the middle of
+    whatever the client was reading; ``arm(kind, on=word)`` injects it right after the
+    server has been sent a client line containing ``word``, so the server acts on a
+    command whose answer the client never gets.  A *cut* closes both sides of that
+    connection.  A *stall* turns it into a black hole: the proxy goes on reading both
+    sides but forwards nothing, so the client hears silence until its own timeout gives
+    up, and the server hears of it only when the client hangs up.  Connections opened
+    later pass freely.  ``cut_after`` arms one cut from the start.
     """
 
     def __init__(self, target_host: str, target_port: int, cut_after: int | None = None) -> None:
         self.target = (target_host, target_port)
         self.port = 0
-        self.cut_after = cut_after
         self.was_cut = threading.Event()
-        self._downstream = 0
+        self.faults: list[ProxyFault] = []
+        self.stalled: list[ProxyLink] = []
+        # (kind, bytes still to let through, client word to wait for)
+        self._armed: tuple[str, int, bytes | None] | None = None
+        self._fired = threading.Condition()
         self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
+        self._links: list[ProxyLink] = []
         self._lock = threading.Lock()
+        if cut_after is not None:
+            self.arm("cut", after=cut_after)
 
     def start(self) -> None:
         listener = socket.socket()
@@ -187,6 +224,18 @@ class TcpProxy:
         self.port = listener.getsockname()[1]
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def arm(self, kind: str, *, after: int = 0, on: bytes | None = None) -> None:
+        """Inject a ``cut`` or a ``stall`` after ``after`` more bytes from the server, or
+        (with ``on``) after the client's next line that contains ``on``."""
+        assert kind in ("cut", "stall"), kind
+        with self._lock:
+            self._armed = (kind, after, on)
+
+    def wait_fired(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` faults have been injected in all."""
+        with self._fired:
+            return self._fired.wait_for(lambda: len(self.faults) >= count, timeout)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -199,44 +248,105 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the pipes block in recv; the client side times out
+            link = ProxyLink(client, upstream)
             with self._lock:
-                self._conns += [client, upstream]
-            for a, b, down in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(target=self._pipe, args=(a, b, down), daemon=True).start()
+                self._links.append(link)
+            for downstream in (False, True):
+                threading.Thread(target=self._pipe, args=(link, downstream), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
+    def _pipe(self, link: ProxyLink, downstream: bool) -> None:
+        src, dst = (link.upstream, link.client) if downstream else (link.client, link.upstream)
         try:
             while data := src.recv(65536):
-                if downstream and self._over_budget(len(data)):
-                    self.cut()
+                if link.stalled:
+                    self._note_command(link, data, downstream)
+                    continue  # swallowed; a black hole spends no armed budget
+                if downstream:
+                    kind, data = self._budget(data)
+                    dst.sendall(data)
+                else:
+                    kind = self._on_command(link, data)
+                    # Swallow the answer before the server can send it: it acts on the
+                    # command, the client never hears so.
+                    link.stalled = kind is not None
+                    dst.sendall(data)
+                if kind == "cut":
+                    self._record(link, kind)
+                    self.was_cut.set()  # before the cut, so whoever sees the EOF sees this
                     return
-                dst.sendall(data)
+                if kind == "stall":
+                    link.stalled = True
+                    self._record(link, kind)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            link.close()
+            with self._lock:
+                if link in self._links:
+                    self._links.remove(link)
 
-    def _over_budget(self, size: int) -> bool:
+    @staticmethod
+    def _note_command(link: ProxyLink, data: bytes, downstream: bool) -> list[bytes]:
+        if downstream:
+            return []
+        # Long lines (a UID set) keep both ends: the tag and verb, and what is fetched.
+        lines = [
+            line if len(line) <= 200 else line[:100] + b"..." + line[-100:]
+            for line in data.split(b"\r\n")
+            if line.strip()
+        ]
+        if link.stalled:
+            link.after_stall.extend(lines)
+        elif lines:
+            link.command = lines[-1]
+        return lines
+
+    def _on_command(self, link: ProxyLink, data: bytes) -> str | None:
+        """The fault that fires on what the client just sent (if any)."""
+        lines = self._note_command(link, data, downstream=False)
         with self._lock:
-            if self.cut_after is None:
-                return False
-            self._downstream += size
-            if self._downstream <= self.cut_after:
-                return False
-            self.cut_after = None
-            return True
+            kind, _, word = self._armed or ("", 0, None)
+            if word is None or not any(word in line for line in lines):
+                return None
+            self._armed = None
+            return kind
+
+    def _budget(self, data: bytes) -> tuple[str | None, bytes]:
+        """What of ``data`` may pass, and the fault that fires on it (if any)."""
+        with self._lock:
+            if self._armed is None or self._armed[2] is not None:
+                return None, data
+            kind, left, _ = self._armed
+            if len(data) <= left:
+                self._armed = (kind, left - len(data), None)
+                return None, data
+            self._armed = None
+            return kind, data[:left]
+
+    def _record(self, link: ProxyLink, kind: str) -> None:
+        with self._fired:
+            self.faults.append(ProxyFault(kind, link.command, time.monotonic()))
+            if kind == "stall":
+                self.stalled.append(link)
+            self._fired.notify_all()
+
+    def stall(self) -> None:
+        """Stall the open connections now (see ``arm``); new ones pass freely."""
+        with self._lock:
+            links = [link for link in self._links if not link.stalled]
+            for link in links:
+                link.stalled = True
+        for link in links:
+            self._record(link, "stall")
 
     def cut(self) -> None:
         """Cut the open connections; new ones are still accepted."""
         self.was_cut.set()  # before the cut, so whoever sees the EOF also sees this
         with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self._conns.clear()
+            links, self._links = self._links, []
+        for link in links:
+            link.close()
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""

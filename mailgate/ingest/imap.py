@@ -74,6 +74,8 @@ IDLE_TICK = 1.0  # how often a thread in IDLE looks at its stop flag
 # What a broken connection or a refusing server raises (imapclient's errors derive from
 # imaplib's; socket timeouts and TLS failures are OSErrors).
 NETWORK_ERRORS = (OSError, imaplib.IMAP4.error)
+# What only a broken connection raises: after one of these the protocol state is unknown.
+BROKEN_LINK = (OSError, imaplib.IMAP4.abort)
 
 Wake = Callable[[], None]
 
@@ -145,10 +147,19 @@ def connect(account: ImapAccountSettings) -> IMAPClient:
     return client
 
 
-def disconnect(client: IMAPClient) -> None:
-    try:
-        client.logout()
-    except Exception:  # noqa: BLE001 -- the connection is often already gone; just drop it
+def disconnect(client: IMAPClient, *, broken: bool = False) -> None:
+    """Log out politely, or just close the socket when the link is ``broken``.
+
+    After a timeout or a cut nothing useful can be said on the connection: a LOGOUT
+    into a stalled link would only wait out the read timeout a second time before the
+    reconnect.
+    """
+    if not broken:
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001 -- the connection is often already gone; just drop it
+            broken = True
+    if broken:
         with contextlib.suppress(Exception):
             client.shutdown()
 
@@ -565,6 +576,7 @@ class FolderPoller:
     def _connected(self, once: bool) -> None:
         self.stats.state = "syncing"
         client = connect(self.account)
+        broken = False
         try:
             self._pass(client, full=True)
             if once:
@@ -587,8 +599,11 @@ class FolderPoller:
                     self._pass(client, full=full)
                     if full:
                         last_full = time.monotonic()
+        except BROKEN_LINK:
+            broken = True
+            raise
         finally:
-            disconnect(client)
+            disconnect(client, broken=broken)
 
     def _pass(self, client: IMAPClient, *, full: bool) -> None:
         self.lease.check()

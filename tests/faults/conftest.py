@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# The real Dovecot of tests/imap, for the IMAP scenario.
+from tests.imap.conftest import dovecot, imap_settings, user  # noqa: F401
+
 FULL = os.environ.get("MAILGATE_FAULTS", "") == "full"
 
 _REPORTS: list[tuple[str, dict[str, Any]]] = []

@@ -106,6 +106,7 @@ def test_database_stopped_under_load_answers_4xx_then_drains(
     figures["lost"] = accepted - int(distinct or 0)
     figures["duplicated"] = int(articles or 0) - int(distinct or 0)
     figures["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    figures["resent_after_lost_commit_reply"] = sum(statuses.values()) - MESSAGES
 
     assert inside, "no attempt fell inside the outage: the scenario tested nothing"
     assert all(400 <= code < 500 for _, code in inside), codes_inside
@@ -113,7 +114,10 @@ def test_database_stopped_under_load_answers_4xx_then_drains(
     assert five_xx == []
     assert accepted == MESSAGES
     assert articles == MESSAGES == distinct
-    assert statuses == {"done": MESSAGES}, statuses
+    # A COMMIT that reached PostgreSQL just before the cut took its reply with it: the
+    # client heard 451 and sent again, which stores a second inbound row that dedup
+    # folds into the same article (at-least-once intake, as in the SIGKILL storm).
+    assert set(statuses) == {"done"} and sum(statuses.values()) >= MESSAGES, statuses
 
 
 def _wait_drained(rt: object, timeout: float) -> float:

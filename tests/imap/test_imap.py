@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -61,25 +62,6 @@ def message_ids(rt: Runtime) -> list[str | None]:
     return [mid for _, mid, _ in rows(rt)]
 
 
-def folder_state(dovecot: Dovecot, user: str, folder: str) -> dict[str, set[bytes]]:
-    """Message-ID → flags of what the folder holds now."""
-    client = dovecot.client(user)
-    try:
-        if not client.folder_exists(folder):
-            return {}
-        client.select_folder(folder, readonly=True)
-        uids = client.search("ALL")
-        data = client.fetch(uids, [b"FLAGS", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
-    finally:
-        client.logout()
-    state = {}
-    for item in data.values():
-        header = item[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode()
-        mid = header.partition(":")[2].strip().strip("<>")
-        state[mid] = set(item[b"FLAGS"])
-    return state
-
-
 def flags_by_uid(dovecot: Dovecot, user: str, folder: str) -> dict[int, set[bytes]]:
     """UID → flags, without touching message contents (which may be unreadable)."""
     client = dovecot.client(user)
@@ -114,7 +96,7 @@ def test_first_import_stores_once_flags_and_leaves_old_mail_unacknowledged(
             f"imap:support:INBOX:{cursor.uidvalidity}:{uid}" for uid in (1, 2, 3, 4)
         ]
         assert (cursor.last_uid, cursor.baseline_uid) == (4, 4)
-        assert all(SEEN in flags for flags in folder_state(dovecot, user, "INBOX").values())
+        assert all(SEEN in flags for flags in dovecot.folder_state(user, "INBOX").values())
 
         dovecot.append(user, "INBOX", mails(1, "new"))
         assert poll(rt).stats.stored == 1
@@ -151,8 +133,8 @@ def test_after_move_or_delete_acts_only_on_stored_messages(
     dovecot.append(user, "INBOX", mails(3, "act"))
     with runtime(imap_settings(after=after)) as rt:
         assert poll(rt).stats.stored == 3
-        assert folder_state(dovecot, user, "INBOX") == {}
-        processed = folder_state(dovecot, user, "Processed")
+        assert dovecot.folder_state(user, "INBOX") == {}
+        processed = dovecot.folder_state(user, "Processed")
         if after == "delete":
             assert processed == {}
         else:
@@ -184,7 +166,7 @@ def test_idle_delivers_a_new_message_within_two_seconds(
                     return int(s.scalar(select(func.count()).select_from(Ticket)) or 0)
 
             wait_until(ticketed, timeout=10, what="a ticket from the pushed message")
-        assert SEEN in folder_state(dovecot, user, "INBOX")["pushed@customer.example"]
+        assert SEEN in dovecot.folder_state(user, "INBOX")["pushed@customer.example"]
     finally:
         rt.close()
 
@@ -226,7 +208,7 @@ def test_connection_cut_mid_fetch_loses_doubles_and_misflags_nothing(
             stored = set(message_ids(rt))
             assert 0 < len(stored) < count
             flagged = {
-                mid for mid, flags in folder_state(dovecot, user, "INBOX").items() if SEEN in flags
+                mid for mid, flags in dovecot.folder_state(user, "INBOX").items() if SEEN in flags
             }
             assert flagged <= stored  # nothing flagged that was not stored
 
@@ -235,7 +217,7 @@ def test_connection_cut_mid_fetch_loses_doubles_and_misflags_nothing(
             ids = message_ids(rt)
             assert sorted(ids) == sorted(f"cut-{i}@customer.example" for i in range(count))
             assert len(set(ids)) == count
-            state = folder_state(dovecot, user, "INBOX")
+            state = dovecot.folder_state(user, "INBOX")
             assert all(SEEN in flags for flags in state.values())
     finally:
         proxy.stop()
@@ -265,6 +247,89 @@ def test_poller_thread_reconnects_by_itself_after_a_cut(
         proxy.stop()
 
 
+def poll_in_thread(rt: Runtime, deadline: float) -> imap.PollResult:
+    """``poll_once`` with a watchdog: a client with no timeout would hang here forever."""
+    found: list[imap.PollResult] = []
+    worker = threading.Thread(target=lambda: found.append(poll(rt, max_failures=1)), daemon=True)
+    worker.start()
+    worker.join(deadline)
+    assert not worker.is_alive(), f"poll_once still blocked after {deadline} s"
+    [result] = found
+    return result
+
+
+# Every step of a pass, stalled: the server (or the link) goes silent right after the
+# greeting starts or right after the client sends the command.
+STALL_POINTS = [None, b"LOGIN", b"SELECT", b"UID SEARCH", b"RFC822.SIZE", b"BODY.PEEK[]"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the link is the point
+@pytest.mark.parametrize(
+    "on", [*STALL_POINTS, b"UID STORE"], ids=lambda on: (on or b"greeting").decode()
+)
+def test_a_stall_at_any_step_times_out_and_the_link_is_dropped(
+    imap_settings: ImapSettings, dovecot: Dovecot, user: str, on: bytes | None
+) -> None:
+    dovecot.append(user, "INBOX", mails(6, "stall"))
+    proxy = TcpProxy("127.0.0.1", dovecot.port)
+    proxy.start()
+    try:
+        with runtime(imap_settings(port=proxy.port, timeout=1)) as rt:
+            if on is None:
+                proxy.arm("stall", after=0)
+            else:
+                proxy.arm("stall", on=on)
+            stalled = poll_in_thread(rt, deadline=20)
+            assert not stalled.completed
+            assert [f.kind for f in proxy.faults] == ["stall"]
+            assert "timed out" in stalled.stats.last_error
+            # Hung up at once: a LOGOUT into the silence would wait out a second timeout.
+            [link] = proxy.stalled
+            assert not any(b"LOGOUT" in line for line in link.after_stall), link.after_stall
+            # Stalled on the flag: stored already, the flag follows with the next pass.
+            assert len(rows(rt)) == (6 if on == b"UID STORE" else 0)
+
+            again = poll_in_thread(rt, deadline=20)
+            assert again.completed
+            assert sorted(message_ids(rt)) == [f"stall-{i}@customer.example" for i in range(6)]
+            state = dovecot.folder_state(user, "INBOX")
+            assert len(state) == 6 and all(SEEN in flags for flags in state.values())
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_link_that_falls_silent_in_idle_is_replaced_at_the_next_reconcile(
+    imap_settings: ImapSettings, dovecot: Dovecot, user: str
+) -> None:
+    proxy = TcpProxy("127.0.0.1", dovecot.port)
+    proxy.start()
+    settings = imap_settings(port=proxy.port, timeout=1, reconcile_interval=2)
+    try:
+        with runtime(settings) as rt:
+            service = imap.ImapService(rt, wake=lambda: None)
+            service.start()
+            try:
+                [stats] = service.stats
+                wait_until(lambda: stats.state == "idle", timeout=10, what="the poller in IDLE")
+                proxy.stall()  # no EXISTS can reach the client any more
+                dovecot.append(user, "INBOX", mails(1, "silent"))
+                wait_until(
+                    lambda: message_ids(rt) == ["silent-0@customer.example"],
+                    timeout=20,
+                    what="the message stored over a new connection",
+                )
+            finally:
+                service.stop(10)
+            assert stats.reconnects >= 1
+            assert "timed out" in stats.last_error
+            [link] = proxy.stalled
+            # It ends IDLE (DONE), hears nothing back and hangs up: no LOGOUT into silence.
+            assert not any(b"LOGOUT" in line for line in link.after_stall), link.after_stall
+    finally:
+        proxy.stop()
+
+
 def test_uidvalidity_change_recognises_stored_mail_instead_of_reimporting(
     imap_settings: ImapSettings, dovecot: Dovecot, user: str
 ) -> None:
@@ -287,7 +352,7 @@ def test_uidvalidity_change_recognises_stored_mail_instead_of_reimporting(
         )
         with rt.sessions() as s:
             assert s.get_one(ImapCursor, ("support", "Tickets")).uidvalidity != before
-        assert all(SEEN in f for f in folder_state(dovecot, user, "Tickets").values())
+        assert all(SEEN in f for f in dovecot.folder_state(user, "Tickets").values())
 
 
 def test_poison_messages_are_skipped_without_blocking_the_folder(
@@ -346,10 +411,7 @@ def test_two_thousand_messages_import_in_bounded_memory(
 ) -> None:
     count, size = 2000, 10_000
     batch = mails(count, "bulk", body_bytes=size)
-    client = dovecot.client(user)
-    for start in range(0, count, 250):
-        client.multiappend("INBOX", batch[start : start + 250])
-    client.logout()
+    dovecot.append(user, "INBOX", batch)
     total = sum(map(len, batch))
     del batch
     caplog.set_level(logging.INFO, logger="mailgate.ingest.imap")
