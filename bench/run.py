@@ -367,7 +367,6 @@ def smtp_rows(
                 *at_most(p99, 1.0),
             )
         )
-        print_table(rows)  # partial results, in case a later part fails
     return rows
 
 
@@ -503,8 +502,10 @@ def main() -> None:
         if "ceiling" in parts:
             ceiling = run_ceiling(messages, args.connections)
             rows.append(Row("aiosmtpd no-op ceiling", f"{ceiling:.1f} msg/s"))
+        # The table so far after each part, in case a later one fails.
         if "smtp" in parts:
             rows += smtp_rows(args, messages, workdir, backends, ceiling)
+            print_table(rows)
         if "batch" in parts:
             rows += batch_rows(workdir / "corpus/corpus.mbox", workdir)
             print_table(rows)
