@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from run import migrate
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -96,7 +98,7 @@ def import_corpus(mbox: Path, workdir: Path) -> tuple[float, float, sqlite3.Row]
         subprocess.run([mailgate, *args], env=env, check=True, stdout=subprocess.DEVNULL)
         return time.perf_counter() - t0
 
-    cli("db", "upgrade")
+    migrate(f"sqlite:///{db}")
     ingest = cli("ingest", "--mbox", str(mbox))
     drain = cli("drain")
     with sqlite3.connect(db) as conn:

@@ -161,8 +161,16 @@ def decoded_payload(part: Message) -> Any:
     ASCII base64 payload goes to the stdlib.
     """
     cte = str(part.get("content-transfer-encoding", "")).lower()
-    payload = None if part.is_multipart() else part.get_payload()
-    if cte != "base64" or not isinstance(payload, str) or not payload.isascii():
+    if cte != "base64" or part.is_multipart():
+        return part.get_payload(decode=True)
+    try:
+        # An ASCII payload comes back as stored; one with raw 8-bit bytes is decoded
+        # with the declared charset, which may fail (a NUL in its name) and goes to
+        # the stdlib below either way.
+        payload = part.get_payload()
+    except (ValueError, LookupError):
+        payload = None
+    if not isinstance(payload, str) or not payload.isascii():
         return part.get_payload(decode=True)
     encoded = payload.encode("ascii").translate(None, b"\r\n")
     value, found = _decode_b(encoded)
