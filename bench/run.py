@@ -346,6 +346,10 @@ def print_table(rows: list[Row]) -> None:
     sys.stdout.flush()
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def pg_reachable(url: str) -> bool:
     import psycopg
 
@@ -520,7 +524,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     started = time.monotonic()
-    print(f"machine: {os.cpu_count()} CPUs; load average at start {os.getloadavg()}")
+    print(f"machine: {os.cpu_count()} CPUs; load average at start {load_average()}")
     try:
         messages: list[tuple[str, bytes]] = []
         if {"ceiling", "smtp", "batch"} & set(parts):
@@ -553,7 +557,7 @@ def main() -> None:
         missed = sum(r.verdict == "NOT met" for r in rows)
         print(
             f"\n{met} targets met, {missed} not met; {time.monotonic() - started:.0f} s; "
-            f"load average at end {os.getloadavg()}"
+            f"load average at end {load_average()}"
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
