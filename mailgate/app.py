@@ -84,6 +84,7 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._http: web.AppRunner | None = None
         self._worker = pipeline.Worker(rt)
+        self._dispatcher = outbox.Dispatcher(rt)
         self._committer = GroupCommitter(rt.sessions, rt.clock)
         self._leader = Leadership(rt.engine)
         self.imap: ImapService | None = None
@@ -236,7 +237,7 @@ class Daemon:
         return done
 
     async def _flush(self) -> int:
-        return await asyncio.to_thread(outbox.flush, self.rt, BATCH)
+        return await asyncio.to_thread(self._dispatcher.flush, BATCH)
 
     async def _start_http(self) -> None:
         self._http = web.AppRunner(

@@ -19,7 +19,7 @@ import multiprocessing
 import resource
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing.pool import AsyncResult, Pool
@@ -160,7 +160,7 @@ def _over_budget(_signum: int, _frame: object) -> None:
     raise _Alarm
 
 
-def _analyze_job(
+def analyze_job(
     job: Job, config: FactsConfig, dnsfunc: DnsFunc, now: datetime, budget: float
 ) -> Evidence:
     # The batch deadline in ``PoolAnalyzer.run`` is shared by the whole batch, so on its
@@ -179,13 +179,27 @@ def _analyze_job(
         signal.signal(signal.SIGALRM, previous)
 
 
-class PoolAnalyzer:
-    """Runs ``analyze`` in ``workers`` processes under a time and memory budget."""
+JobFunction = Callable[[Job, FactsConfig, DnsFunc, datetime, float], Evidence]
 
-    def __init__(self, workers: int, budget_seconds: float, memory_mb: int) -> None:
+
+class PoolAnalyzer:
+    """Runs ``analyze`` in ``workers`` processes under a time and memory budget.
+
+    ``job`` is what a worker runs for each message (a module-level function, so the
+    workers can import it); tests give one that misbehaves the ways a parser can.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        budget_seconds: float,
+        memory_mb: int,
+        job: JobFunction | None = None,
+    ) -> None:
         self.workers = workers
         self.budget = budget_seconds
         self.memory_mb = memory_mb
+        self.job: JobFunction = job or analyze_job
         self._pool: Pool | None = None
 
     def _get_pool(self) -> Pool:
@@ -209,7 +223,7 @@ class PoolAnalyzer:
     ) -> dict[int, Outcome]:
         pool = self._get_pool()
         pending: list[tuple[Job, AsyncResult[Evidence]]] = [
-            (job, pool.apply_async(_analyze_job, (job, config, dnsfunc, now, self.budget)))
+            (job, pool.apply_async(self.job, (job, config, dnsfunc, now, self.budget)))
             for job in jobs
         ]
         # Each worker may take the whole budget for each message it is handed.

@@ -26,9 +26,11 @@ from mailgate.message import ParsedMessage
 from mailgate.replies import notes, notify
 from mailgate.replies.render import Quoted
 from mailgate.runtime import Runtime
+from mailgate.store import memo
 from mailgate.store.models import Article, Attachment, Blob, Operator, Ticket
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # per notice; larger files stay in mailgate
+_ROSTER = "operators"
 
 
 def add(
@@ -44,17 +46,29 @@ def add(
         row.name = name or row.name
         row.queues = list(dict.fromkeys([*row.queues, *queues]))
     session.flush()
+    memo.forget(session, _ROSTER)
     return row
 
 
 def find(session: Session, address: str | None) -> Operator | None:
     if not address:
         return None
-    return session.scalar(select(Operator).where(Operator.address == address.lower()))
+    return _roster(session).get(address.lower())
 
 
 def listing(session: Session) -> list[Operator]:
-    return list(session.scalars(select(Operator).order_by(Operator.address)))
+    return list(_roster(session).values())
+
+
+def _roster(session: Session) -> dict[str, Operator]:
+    """Every operator by address, read once per session: the pipeline asks for each
+    message of a batch, and the table is small."""
+
+    def load() -> dict[str, Operator]:
+        rows = session.scalars(select(Operator).order_by(Operator.address))
+        return {row.address: row for row in rows}
+
+    return memo.remember(session, _ROSTER, load)
 
 
 def of_queue(session: Session, queue: str) -> list[Operator]:

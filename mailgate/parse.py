@@ -41,7 +41,6 @@ from email.feedparser import BytesFeedParser
 from email.message import Message
 
 import mailparser
-import nh3
 from mailparser.exceptions import MailParserRecursionError
 
 from mailgate.addresses import address_list, from_identity
@@ -51,7 +50,7 @@ from mailgate.headers import decode_rfc2047, header_date, header_text, msg_ids, 
 from mailgate.language import detect_language
 from mailgate.limits import DEFAULT_LIMITS, ParseLimits, check_header_section, check_mime_shape
 from mailgate.message import ParsedMessage
-from mailgate.mime import children, display_filename, html_to_text, walk
+from mailgate.mime import children, display_filename, html_to_text, sanitize_html, walk
 from mailgate.quotes import strip_quotes
 
 # The helpers are re-exported: this module's public API predates the split.
@@ -172,7 +171,7 @@ def _build(msg: Message, library_defects: list[str], limits: ParseLimits) -> Par
     body_text = body.text
     if body_text is None:
         body_text = html_to_text(body.html) if body.html is not None else ""
-    html = nh3.clean(body.html) if body.html is not None else None
+    html = sanitize_html(body.html, defects) if body.html is not None else None
     text = strip_quotes(body_text)
     language = detect_language(f"{subject}\n{text}"[:_LANGUAGE_SAMPLE])
 

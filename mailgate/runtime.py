@@ -22,7 +22,12 @@ from mailgate.facts import Analyzer, InlineAnalyzer, PoolAnalyzer
 from mailgate.metrics import Metrics
 from mailgate.parse import ParseLimits
 from mailgate.replies.render import Renderer
-from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
+from mailgate.replies.sender import (
+    MaildirTransport,
+    RelayHealth,
+    SmtpRelayTransport,
+    Transport,
+)
 from mailgate.replies.signing import Signer
 from mailgate.store import keys
 from mailgate.store.db import make_engine, make_sessions
@@ -50,6 +55,8 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     # Where the facts stage runs: worker processes under a budget, or inline.
     analyzer: Analyzer = field(default_factory=InlineAnalyzer)
+    # Whether the relay could be reached at all, as the outbox last saw it.
+    relay_health: RelayHealth = field(default_factory=RelayHealth)
     _install_key: bytes | None = field(default=None, repr=False)
 
     @classmethod

@@ -27,7 +27,14 @@ class Mailgate:
     lmtp_port: int = field(default_factory=free_port)
     smtp_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
+    # Where the database and the outgoing Maildir live (default: root); the config
+    # and the log stay in root.
+    data: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def store(self) -> Path:
+        return self.data or self.root
 
     @property
     def config(self) -> Path:
@@ -35,7 +42,7 @@ class Mailgate:
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.root}/mailgate.db"
+        return f"sqlite:///{self.store}/mailgate.db"
 
     @property
     def log(self) -> Path:
@@ -47,7 +54,7 @@ class Mailgate:
             # Postfix on loopback without a certificate: plain SMTP is allowed only there.
             outbound = f'relay = "127.0.0.1:{self.relay_port}"\ntls = "insecure"'
         else:
-            outbound = f'maildir = "{self.root}/sent"'
+            outbound = f'maildir = "{self.store}/sent"'
         boxes = "".join(f'"{box}@{HELPDESK_DOMAIN}" = "{box}"\n' for box in queues)
         self.config.write_text(
             f"""\
@@ -76,9 +83,12 @@ format = "json"
 {boxes}"""
         )
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 60, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "mailgate.cli", "--config", str(self.config), *args],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -4,8 +4,16 @@ Nothing but envelope checks happens in the session: unknown recipients are refus
 RCPT (550 5.1.1) — except the VERP return paths of our own automatic mail, whose
 HMAC tag is checked here so bounces reach ``replies.bounces`` — oversized data by
 aiosmtpd's SIZE limit (552), and the message is answered 250 only after ``accept``
-has committed it.  Every failure to store maps to
-451 4.3.0 in one place, so a sending MTA keeps the message and retries.
+has committed it.  Every failure to store maps to a 4xx in one place — 452 4.3.1
+when the storage is full, 451 4.3.0 otherwise — so a sending MTA keeps the message
+and retries.
+
+A full disk is reported at DATA only, never remembered to refuse later MAIL or RCPT
+commands early: writing the message is the one reliable test of whether it fits (a
+smaller message, pages SQLite freed, or space an admin just made may let it through),
+and a remembered refusal would need a timer to forget it, delaying recovery.  The
+price is that a sender transmits the body before hearing 452, bounded by the SIZE
+limit.
 
 RFC 2033 wants one reply per accepted recipient after DATA in LMTP; aiosmtpd sends one
 (aiosmtpd issue 517).  ``PerRecipientLMTP`` repeats the reply for each recipient: the
@@ -25,7 +33,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from mailgate.config import ListenerSettings, Settings
-from mailgate.errors import PermanentError, TemporaryError
+from mailgate.errors import PermanentError, StorageFull, TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.replies import verp
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 OK_RCPT = "250 2.1.5 OK"
 OK_QUEUED = "250 2.0.0 OK queued as {id}"
 TEMPFAIL = "451 4.3.0 Temporary failure storing the message, please retry"
+STORAGE_FULL = "452 4.3.1 Insufficient system storage, please retry"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 NO_SUCH_USER = "550 5.1.1 <{address}>: no such helpdesk address"
 EMPTY_MESSAGE = "554 5.6.0 Empty message"
@@ -120,6 +129,10 @@ class IngestHandler:
         except PermanentError:
             self._count("rejected")
             return EMPTY_MESSAGE
+        except StorageFull as exc:
+            log.warning("%s: 452 for message from %s: %s", self.source, envelope.mail_from, exc)
+            self._count("tempfailed")
+            return STORAGE_FULL
         except TemporaryError as exc:
             log.warning("%s: 451 for message from %s: %s", self.source, envelope.mail_from, exc)
             self._count("tempfailed")

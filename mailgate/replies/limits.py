@@ -23,6 +23,7 @@ past a limit at the same instant; the limits are about loops, which that cannot 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from mailgate.config import LimitSettings
 from mailgate.replies import notes
+from mailgate.store import memo
 from mailgate.store.models import Event, OutboxMessage, Suppression
 
 log = logging.getLogger(__name__)
@@ -39,33 +41,55 @@ DAY = timedelta(hours=24)
 
 
 def gate(session: Session, limits: LimitSettings, recipient: str, now: datetime) -> str | None:
-    held_for = held(session, limits, recipient, now)
-    if held_for is not None:
-        return held_for
+    if suppressed_until(session, recipient, now) is not None:
+        return "address-suppressed"
+    window = _window(session, limits, now)
+    if window.open:
+        return "circuit-breaker"
     if _automatic_since(session, now - DAY, recipient) >= limits.acks_per_recipient_per_day:
         return "recipient-limit"
-    window = timedelta(seconds=limits.breaker_window_seconds)
-    if _window_full(session, now - window, limits.breaker_threshold):
-        _open_breaker(session, limits, limits.breaker_threshold, now)
+    if window.queued >= limits.breaker_threshold:
+        _open_breaker(session, limits, window.queued, now)
+        window.open = True
         return "circuit-breaker"
+    window.queued += 1  # the caller queues this mail as pending: it counts from now on
     return None
 
 
-def _window_full(session: Session, since: datetime, threshold: int) -> bool:
-    """Whether ``threshold`` automatic mails were queued after ``since``.
+@dataclass(slots=True)
+class _Window:
+    """The breaker's state as one session (a pipeline batch) sees it."""
 
-    Reads back from the newest row by primary key and stops at the ``threshold``-th:
-    the cost is bounded by the threshold, not by how much mail the window holds (a
-    count over created_at would scan the window for every mail queued).
+    open: bool
+    queued: int  # automatic mails counted in the window, at most the threshold
+
+
+def _window(session: Session, limits: LimitSettings, now: datetime) -> _Window:
+    """Read the breaker's state once per session and count forward from there.
+
+    Every automatic mail of a batch used to ask the database whether the breaker was
+    open and how full its window was; now the batch asks once and adds the mails it
+    queues itself.  Mail queued meanwhile by another worker is seen by the next batch
+    — the breaker is about loops, which a few mails either way cannot feed.
     """
-    nth = session.scalar(
-        select(OutboxMessage.created_at)
-        .where(OutboxMessage.automatic.is_(True), OutboxMessage.status.in_(COUNTED))
-        .order_by(OutboxMessage.id.desc())
-        .offset(threshold - 1)
-        .limit(1)
-    )
-    return nth is not None and nth > since
+
+    def load() -> _Window:
+        since = now - timedelta(seconds=limits.breaker_window_seconds)
+        # Bounded by the threshold: the cost never grows with what the window holds.
+        recent = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.automatic.is_(True),
+                OutboxMessage.status.in_(COUNTED),
+                OutboxMessage.created_at > since,
+            )
+            .limit(limits.breaker_threshold)
+            .subquery()
+        )
+        queued = int(session.scalar(select(func.count()).select_from(recent)) or 0)
+        return _Window(breaker_open_since(session, limits, now) is not None, queued)
+
+    return memo.remember(session, "breaker-window", load)
 
 
 def held(session: Session, limits: LimitSettings, recipient: str, now: datetime) -> str | None:

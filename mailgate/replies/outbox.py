@@ -14,7 +14,9 @@ list and the circuit breaker, signs (DKIM) and sends outside any transaction, th
 records the outcome in another short transaction.  Temporary failures back off
 exponentially (``retry_base_seconds`` · 2^(attempt-1), capped) until
 ``lifetime_hours``; then, or on a 5xx, the row is ``failed`` with the reason, and its
-ticket gets an internal note.
+ticket gets an internal note.  A relay that cannot be reached at all is the relay's
+fault, not the mail's: one batch probes it now and then, the rest wait without
+growing their backoff, and everything goes within about a minute of its return.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 
 import dkim
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from mailgate.errors import PermanentError, TemporaryError
 from mailgate.replies import limits, notes, verp
@@ -37,6 +39,10 @@ from mailgate.store.models import InboundMessage, OutboxMessage
 log = logging.getLogger(__name__)
 
 SEND_LEASE = timedelta(minutes=5)
+# While the relay is unreachable: how often a batch probes it, and the longest a row
+# that failed only because of that waits for its next try.
+PROBE_INTERVAL = timedelta(seconds=15)
+OUTAGE_RETRY = timedelta(seconds=60)
 
 
 def enqueue(
@@ -122,15 +128,82 @@ class _Claimed:
     created_at_age: timedelta
 
 
+class Dispatcher:
+    """Runs ``flush`` and keeps the outcomes it could not write down.
+
+    When the bookkeeping after a send fails (the database full or away), the rows stay
+    claimed until their send lease runs out — minutes — and would then be sent again.
+    The dispatcher holds on to those outcomes and records them first thing on its next
+    call, so as soon as the database takes writes again a mail that left is marked
+    sent, and one that did not goes back on its retry schedule.
+
+    While the relay cannot be reached at all, only one batch every ``PROBE_INTERVAL``
+    tries it (the probe); the rest wait untouched, so a long outage costs neither CPU
+    nor backoff.  Rows of a batch that failed that way retry within ``OUTAGE_RETRY``
+    however often they failed: when the relay comes back, everything due goes within
+    a probe interval plus that.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.unrecorded: _Outcomes | None = None
+
+    def flush(self, limit: int = 100) -> int:
+        """Send what is due; return how many due rows were handled (sent, tried or held).
+
+        Raises ``TemporaryError`` when the database cannot be written; call again later.
+        """
+        rt = self.rt
+        health = rt.relay_health
+        now = rt.clock()
+        with translate_db_errors():
+            if self.unrecorded is not None:
+                _record(rt, self.unrecorded)
+                self.unrecorded = None
+            if (
+                health.down_since is not None
+                and health.last_try is not None
+                and now - health.last_try < PROBE_INTERVAL
+            ):
+                return 0
+            claimed, held = _claim(rt, limit)
+        if not claimed:
+            return held
+        health.last_try = now
+        outcomes = _send(rt, claimed)
+        try:
+            with translate_db_errors():
+                _record(rt, outcomes)
+        except TemporaryError:
+            self.unrecorded = outcomes
+            raise
+        return len(claimed) + held
+
+
 def flush(rt: Runtime, limit: int = 100) -> int:
-    """Send what is due; return how many due rows were handled (sent, tried or held)."""
-    with translate_db_errors():
-        claimed, held = _claim(rt, limit)
-    if not claimed:
-        return held
+    """One pass by a short-lived dispatcher (tests, ``mailgate drain``)."""
+    return Dispatcher(rt).flush(limit)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcomes:
+    """What became of each claimed mail: None when sent, else the error."""
+
+    claimed: list[_Claimed]
+    errors: dict[int, BaseException | None]
+    unreachable: bool  # the relay could not be reached at all: not the mails' fault
+
+
+def _send(rt: Runtime, claimed: list[_Claimed]) -> _Outcomes:
+    """Hand each claimed mail to the transport, outside any transaction."""
+    health = rt.relay_health
     outcomes: dict[int, BaseException | None] = {}
+    unreachable = False
     try:
         with rt.transport.connect() as conn:
+            if health.down_since is not None:
+                log.warning("relay reachable again (down since %s)", health.down_since)
+                health.down_since = None
             for item in claimed:
                 try:
                     conn.send(item.mail_from, item.rcpt_to, _signed(rt, item), item.key)
@@ -139,11 +212,13 @@ def flush(rt: Runtime, limit: int = 100) -> int:
                     outcomes[item.id] = exc
     except (TemporaryError, PermanentError) as exc:
         # Could not even open the session: every unsent row shares the failure.
+        unreachable = not outcomes
+        if unreachable and health.down_since is None:
+            log.warning("relay unreachable: %s; probing every %s", exc, PROBE_INTERVAL)
+            health.down_since = rt.clock()
         for item in claimed:
             outcomes.setdefault(item.id, exc)
-    with translate_db_errors():
-        _record(rt, claimed, outcomes)
-    return len(claimed) + held
+    return _Outcomes(claimed, outcomes, unreachable)
 
 
 def _signed(rt: Runtime, item: _Claimed) -> bytes:
@@ -200,20 +275,29 @@ def send_lease(rt: Runtime, batch: int) -> timedelta:
     return SEND_LEASE + timedelta(seconds=rt.settings.outbound.timeout * batch)
 
 
-def _record(
-    rt: Runtime, claimed: list[_Claimed], outcomes: dict[int, BaseException | None]
-) -> None:
+def _record(rt: Runtime, outcomes: _Outcomes) -> None:
+    claimed = outcomes.claimed
     out = rt.settings.outbound
     now = rt.clock()
     lifetime = timedelta(hours=out.lifetime_hours)
     results: list[tuple[_Claimed, str]] = []
     acked: list[int] = []  # inbound ids whose acknowledgement just left
     with rt.sessions.begin() as session:
+        # The rows without their raw bytes (the claim carried them), all in one query;
+        # held in a variable because the identity map keeps only weak references.
+        rows = {
+            row.id: row
+            for row in session.scalars(
+                select(OutboxMessage)
+                .options(defer(OutboxMessage.raw))
+                .where(OutboxMessage.id.in_([item.id for item in claimed]))
+            )
+        }
         for item in claimed:
-            row = session.get(OutboxMessage, item.id)
+            row = rows.get(item.id)
             if row is None or row.status != "pending" or row.attempts != item.attempts:
                 continue  # our lease ran out and another sender has taken the row over
-            error = outcomes.get(item.id)
+            error = outcomes.errors.get(item.id)
             row.attempts = item.attempts + 1
             trace = {"trace": item.inbound_id}
             if error is None:
@@ -236,6 +320,8 @@ def _record(
                 results.append((item, "failed"))
             else:
                 delay = min(out.retry_base_seconds * 2 ** (row.attempts - 1), out.retry_max_seconds)
+                if outcomes.unreachable:  # the relay's fault, not the mail's: probes pace it
+                    delay = min(delay, int(OUTAGE_RETRY.total_seconds()))
                 row.next_attempt_at = now + timedelta(seconds=delay)
                 results.append((item, "retry"))
                 log.warning("outbox id=%s retry in %ss: %s", item.id, delay, error, extra=trace)

@@ -1,22 +1,38 @@
 """Transports that hand a rendered message to the world: an SMTP relay or a Maildir.
 
 A transport only moves bytes.  It raises ``TemporaryError`` for anything worth trying
-again (connection refused, timeouts, 4xx) and ``PermanentError`` for a 5xx refusal;
+again (connection refused, timeouts, 4xx, ``StorageFull`` for a full Maildir disk) and
+``PermanentError`` for a 5xx refusal;
 ``replies.outbox`` turns those into its retry schedule.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import smtplib
 import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from mailgate.errors import PermanentError, TemporaryError
+from mailgate.errors import PermanentError, StorageFull, TemporaryError, out_of_space
+
+
+@dataclass(slots=True)
+class RelayHealth:
+    """What the outbox learned about reaching the relay at all (not about a message).
+
+    ``down_since`` is set when a delivery session could not even be opened and cleared
+    by the next session that opens; ``last_try`` is when the last session was tried.
+    """
+
+    down_since: datetime | None = None
+    last_try: datetime | None = None
 
 
 class Connection(Protocol):
@@ -33,7 +49,9 @@ class MaildirTransport:
     """Writes each message into ``<dir>/new`` the Maildir way (tmp, fsync, rename).
 
     The file name derives from the outbox key, so a retry after a crash between
-    delivery and bookkeeping rewrites the same file instead of adding a copy.
+    delivery and bookkeeping rewrites the same file instead of adding a copy.  A write
+    that fails (a full disk) removes its partial file from ``tmp``: it would only take
+    the space the retry needs.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -41,8 +59,11 @@ class MaildirTransport:
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        for sub in ("tmp", "new", "cur"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_failed(exc) from exc
         yield self
 
     def send(self, mail_from: str, rcpt_to: list[str], raw: bytes, key: str) -> None:
@@ -60,7 +81,15 @@ class MaildirTransport:
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            raise TemporaryError(f"maildir write failed: {exc}") from exc
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise _write_failed(exc) from exc
+
+
+def _write_failed(exc: OSError) -> TemporaryError:
+    if out_of_space(exc):
+        return StorageFull(f"maildir full: {exc}")
+    return TemporaryError(f"maildir write failed: {exc}")
 
 
 def _maildir_header(mail_from: str, rcpt_to: list[str]) -> bytes:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.config import DatabaseSettings
-from mailgate.errors import DatabaseUnavailable
+from mailgate.errors import DatabaseUnavailable, StorageFull, out_of_space
 
 
 def make_engine(settings: DatabaseSettings) -> Engine:
@@ -39,6 +39,9 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     )
 
 
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes of write-ahead log kept after a checkpoint
+
+
 def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if path and path != ":memory:":
@@ -52,6 +55,11 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
+        # A burst leaves a large write-ahead log behind, and SQLite never shrinks it
+        # by itself; this truncates it after the next checkpoint that empties it, so
+        # the space comes back (the disk-full scenario found a WAL holding 16 MB for
+        # 6 MB of data).
+        cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -97,15 +105,35 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def _full_disk(err: BaseException) -> BaseException | None:
+    """The "disk full" DB-API error behind ``err``, if there is one.
+
+    SQLite answers SQLITE_FULL by rolling the whole transaction back, so the savepoint
+    rollback that follows fails with "no such savepoint" and hides the cause: the
+    chain of errors being handled is searched, not only the last one.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        orig = getattr(seen, "orig", None)
+        if out_of_space(orig):
+            return orig
+        seen = seen.__context__
+    return None
+
+
 @contextmanager
 def translate_db_errors() -> Iterator[None]:
-    """Turn "the database is not there right now" into ``DatabaseUnavailable``.
+    """Turn "the database is not there right now" into ``DatabaseUnavailable``, and
+    "the database has no room to write" into ``StorageFull``.
 
     Integrity errors are not translated: they are bugs or races the caller handles.
     """
     try:
         yield
     except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as err:
+        full = _full_disk(err)
+        if full is not None:
+            raise StorageFull(f"database storage full: {full}") from err
         raise DatabaseUnavailable(f"database unavailable: {getattr(err, 'orig', err)}") from err
     except exc.DBAPIError as err:
         if err.connection_invalidated:

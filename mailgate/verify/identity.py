@@ -50,19 +50,31 @@ _VALUE = {
     "order": r"#?(\d{3,12})",
     "service": r"([A-Za-z0-9][A-Za-z0-9 ._-]{1,40}?)(?=[\s,.;)]*(?:$|\n))",
 }
-_PATTERNS = {
-    kind: re.compile(
-        r"(?<![\w])(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-        + r")" + (_OPTIONAL if kind == "order" else _SEPARATOR) + _VALUE[kind],
+
+
+def _label_pattern(kind: str, words: tuple[str, ...]) -> re.Pattern[str]:
+    # The leading look-ahead on the labels' first letters lets the engine skip every
+    # other position at once; without it each position of the text tried every label
+    # of the alternation (about 0.6 ms per pattern on a typical mail).
+    firsts = "".join(sorted({c for w in words for c in (w[0].lower(), w[0].upper())}))
+    labels = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    separator = _OPTIONAL if kind == "order" else _SEPARATOR
+    return re.compile(
+        rf"(?=[{re.escape(firsts)}])(?<![\w])(?:{labels}){separator}{_VALUE[kind]}",
         re.IGNORECASE | re.MULTILINE,
     )
-    for kind, words in _LABELS.items()
-}  # fmt: skip
-_HASH_ORDER = re.compile(r"(?<![\w#\[])#(\d{4,12})\b")
-_IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
-_IPV6 = re.compile(r"(?<![\w:])([0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w:])")
+
+
+_PATTERNS = {kind: _label_pattern(kind, words) for kind, words in _LABELS.items()}
+# Each pattern starts with what its match must start with, for the same reason.
+_HASH_ORDER = re.compile(r"#(?<![\w#\[]#)(\d{4,12})\b")
+_IPV4 = re.compile(r"(?=\d)(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+_IPV6 = re.compile(
+    r"(?=[0-9A-Fa-f:])(?<![\w:])([0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w:])"
+)
 _DOMAIN = re.compile(
-    r"(?<![\w@.-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62})(?![\w@-])",
+    r"(?=[a-z0-9])(?<![\w@.-])"
+    r"((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62})(?![\w@-])",
     re.IGNORECASE,
 )
 _MAX_TEXT = 6_000  # identifiers sit near the top of what the customer wrote

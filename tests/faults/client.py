@@ -50,8 +50,10 @@ class RetryingSender:
         give_up_after: float = 600,
         on_reply: Callable[[int, int, float], None] | None = None,
         gap: float = 0.0,
+        lmtp: bool = False,
     ) -> None:
         self.port = port
+        self.client = smtplib.LMTP if lmtp else smtplib.SMTP
         self.messages = messages
         self.workers = workers
         self.pause = pause
@@ -105,7 +107,7 @@ class RetryingSender:
             sent_at = time.monotonic()
             try:
                 if conn is None:
-                    conn = smtplib.SMTP("127.0.0.1", self.port, timeout=self.timeout)
+                    conn = self.client("127.0.0.1", self.port, timeout=self.timeout)
                 conn.sendmail(SENDER, [RECIPIENT], self.messages[index])
             except smtplib.SMTPResponseException as exc:
                 code = exc.smtp_code
@@ -148,14 +150,16 @@ def _close(conn: smtplib.SMTP | None) -> None:
     return None
 
 
-def numbered_mails(tag: str, count: int) -> list[bytes]:
+def numbered_mails(tag: str, count: int, padding: int = 0) -> list[bytes]:
     """``count`` distinct messages, each from its own customer, with Message-ID
-    ``<tag-N@customer.example>`` so rows and articles can be matched back."""
+    ``<tag-N@customer.example>`` so rows and articles can be matched back; ``padding``
+    adds about that many bytes of text to each body."""
+    filler = "The server log is attached below; the site has been down since 8.\n" * (padding // 66)
     return [
         make_mail(
             sender=f"c{i}@customer.example",
             subject=f"{tag} {i}",
-            body=f"{tag} body {i}\n",
+            body=f"{tag} body {i}\n{filler}",
             message_id=f"<{tag}-{i}@customer.example>",
         )
         for i in range(count)

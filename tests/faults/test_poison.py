@@ -7,7 +7,7 @@ Message-ID, unknown charsets) or quarantined with a reason code after at most
 ``max_attempts`` tries — and the ones that must never become tickets (no usable sender
 identity, oversized header section, MIME nested too deep, a parser CPU bomb) are
 quarantined.  The ordinary messages are all processed; their receipt-to-processed
-latency is printed (p50/p99), never asserted.
+latency at about 50 msg/s offered is printed (p50/p99), never asserted.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.hostile import samples, worse
 from tests.support import DaemonThread
 
 NORMAL = 1_000 if FULL else 100
+RATE = 50.0  # msg/s offered
 MAX_ATTEMPTS = 3
 
 # The hostile messages that must not become tickets, with the reason each must carry.
@@ -39,9 +40,11 @@ MUST_QUARANTINE = {
     "binary-noise": "no-sender-identity",
     "ambiguous-from-angle": "no-sender-identity",
     "from-with-two-addresses": "no-sender-identity",
-    # 60 000 nested <div>s cost seconds of CPU in HTML-to-text: over the budget.
-    "html-nesting-bomb": "parse-budget",
 }
+# 60 000 nested <div>s once cost nh3 13 s of uninterruptible CPU and ended "parse-budget"
+# while their batch waited; the depth check now refuses to sanitize them (defect
+# ``html:too-deep``) and the mail is an ordinary ticket, processed on the first try.
+CHEAP_NOW = ("html-nesting-bomb",)
 
 
 # The short form runs on SQLite only (it costs half a minute per backend); the full
@@ -70,7 +73,11 @@ def test_poison_in_load_is_quarantined_and_the_rest_flows(
     rt = make_runtime(settings)
     try:
         with DaemonThread(rt) as d:
-            sender = RetryingSender(d.port("smtp"), [mails[i] for i in order], workers=6)
+            # Offered at about 50 msg/s (the rate of the latency target), so the
+            # latency printed is what poison costs, not the queue of a burst.
+            sender = RetryingSender(
+                d.port("smtp"), [mails[i] for i in order], workers=6, gap=6 / RATE
+            )
             outcomes = sender.run()
             refused = [(o.rejected, o.replies[-1:]) for o in outcomes if not o.accepted]
             assert not refused, refused
@@ -92,6 +99,7 @@ def test_poison_in_load_is_quarantined_and_the_rest_flows(
         if (r := by_raw[raw]).processed_at is not None
     ]
     figures["ordinary"] = NORMAL
+    figures["offered_msg_per_s"] = len(mails) / sender.elapsed
     figures["hostile"] = len(hostile)
     figures["quarantined"] = len(quarantined)
     figures["hostile_processed"] = len(hostile) - len(quarantined)
@@ -111,6 +119,8 @@ def test_poison_in_load_is_quarantined_and_the_rest_flows(
     assert {n: r.reason for n, r in quarantined.items() if n in MUST_QUARANTINE} == (
         MUST_QUARANTINE
     )
+    for name in CHEAP_NOW:
+        assert (hostile_rows[name].status, hostile_rows[name].attempts) == ("done", 1), name
     assert all(by_raw[raw].status == "done" for raw in ordinary)
     assert len(latencies) == NORMAL
 

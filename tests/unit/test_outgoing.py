@@ -79,6 +79,43 @@ def test_non_ascii_names_and_subjects_are_rfc2047_encoded(tmp_path: Path) -> Non
     assert "In-Reply-To" not in msg
 
 
+def test_mixed_subjects_and_file_names_survive_the_wire_word_for_word() -> None:
+    """ASCII words stay readable on the wire (the ticket tag above all), the others
+    are encoded words, and decoding gives back exactly the text, spaces included —
+    the stdlib's newer folder once lost the space in "Re: Zażółć"."""
+    subject = "Re: Zażółć gęślą jaźń, " * 6 + "Ошибка DNS на vps-12"
+    rendered = Renderer(config.Settings()).render(
+        "reply",
+        "pl",
+        from_address=HELPDESK,
+        to="jan@customer.example",
+        in_reply_to=None,
+        references=(),
+        clock=FakeClock(),
+        auto_submitted=None,
+        quoted=render.Quoted(
+            before="Dzień dobry, żółć.",
+            subject=subject,
+            attachments=(("raport łącza.pdf", "application/pdf", b"%PDF-1.4 x"),),
+        ),
+        number=7,
+        tag="[#7]",
+        operator_name="Anna Nowak",
+    )
+    head = rendered.raw.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    assert re.search(rb"^Subject: \S+ \[#7\] Re: =\?utf-8\?", head, re.MULTILINE)
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    msg = email.message_from_bytes(rendered.raw, policy=policy.default)
+    assert msg["Subject"] == " ".join(rendered.subject.split())
+    assert msg["Subject"].endswith(" [#7] " + " ".join(subject.split()))
+    text, attachment = msg.iter_parts()  # type: ignore[attr-defined]
+    assert text.get_content().startswith("Dzień dobry, żółć.")
+    assert attachment.get_filename() == "raport łącza.pdf"
+    assert attachment.get_content() == b"%PDF-1.4 x"
+    assert b"\n" not in rendered.raw.replace(b"\r\n", b"")  # CRLF throughout
+
+
 def test_long_reference_chains_keep_the_root_and_the_parent() -> None:
     chain = [f"m{i}@customer.example" for i in range(40)]
     msg = ack(Renderer(config.Settings()), references=tuple(chain[:-1]), in_reply_to=chain[-1])
