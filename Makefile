@@ -34,8 +34,9 @@ faults: $(BIN)/mailgate
 fuzz: $(BIN)/mailgate
 	MAILGATE_FUZZ_EXAMPLES=$${MAILGATE_FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q tests/fuzz
 
+# Every performance figure in one table (README "Performance"); BENCH_ARGS="--only lookup".
 bench: $(BIN)/mailgate
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

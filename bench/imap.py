@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.dovecot, the test suite's Dovecot harness
 
-from run import Mailgate, bench_mailgate, fresh_pg, load_corpus, print_rows  # noqa: E402
+from run import Mailgate, Row, bench_mailgate, fresh_pg, load_corpus, print_table  # noqa: E402
 
 from tests.dovecot import PASSWORD, Dovecot, binary  # noqa: E402
 
@@ -157,7 +157,7 @@ def main() -> None:
                     f"{smtp_rate:8.1f} msg/s  ({smtp_acks} acks)",
                 )
             )
-        print_rows(rows)
+        print_table([Row(name, value.strip()) for name, value in rows])
     finally:
         dovecot.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -405,6 +405,23 @@ def tickets_list(ctx: Context, as_json: bool, limit: int) -> None:
     click.echo(f"({len(docs)} shown)")
 
 
+def ticket_doc(session: Session, number: int) -> dict[str, Any] | None:
+    """Ticket NUMBER with its articles, participants and events (what `ticket show`
+    prints; bench/lookup.py times it), or None when there is no such ticket."""
+    t = session.scalar(select(Ticket).where(Ticket.number == number))
+    if t is None:
+        return None
+    login = session.scalar(select(Account.login).where(Account.id == t.account_id))
+    doc = ticket_json(t, login)
+    linked = session.get(Ticket, t.linked_ticket_id) if t.linked_ticket_id else None
+    doc["linked_ticket"] = linked.number if linked else None
+    doc["participants"] = correlate.participants(session, t.id)
+    doc["articles"] = [article_json(a) for a in t.articles]
+    events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
+    doc["events"] = [event_json(e) for e in events]
+    return doc
+
+
 @main.group("ticket")
 def ticket_group() -> None:
     """One ticket."""
@@ -416,18 +433,10 @@ def ticket_group() -> None:
 @pass_ctx
 def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
     with ctx.session() as (_, session):
-        t = session.scalar(select(Ticket).where(Ticket.number == number))
-        if t is None:
-            click.echo(f"no ticket {number}", err=True)
-            sys.exit(1)
-        login = session.scalar(select(Account.login).where(Account.id == t.account_id))
-        doc = ticket_json(t, login)
-        linked = session.get(Ticket, t.linked_ticket_id) if t.linked_ticket_id else None
-        doc["linked_ticket"] = linked.number if linked else None
-        doc["participants"] = correlate.participants(session, t.id)
-        doc["articles"] = [article_json(a) for a in t.articles]
-        events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
-        doc["events"] = [event_json(e) for e in events]
+        doc = ticket_doc(session, number)
+    if doc is None:
+        click.echo(f"no ticket {number}", err=True)
+        sys.exit(1)
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return

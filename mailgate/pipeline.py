@@ -45,6 +45,7 @@ from mailgate.verify import challenge, directory
 log = logging.getLogger(__name__)
 
 CLAIM_BYTES = 32 * 1024 * 1024  # raw bytes carried per claimed batch
+_DIGEST_CHUNK = 1 << 20
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -582,12 +583,25 @@ def dedup_key(parsed: ParsedMessage, raw: bytes) -> str | None:
     if not parsed.message_id:
         return None
     end = _HEADER_END.search(raw)
-    body = raw[end.end() :] if end else b""
-    # Line endings differ between SMTP (CRLF) and pipe/IMAP copies of the same mail.
-    body_digest = hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
+    body_digest = _body_digest(raw, end.end() if end else len(raw))
     sender = parsed.from_.address.lower() if parsed.from_ else ""
     material = f"{parsed.message_id}\n{sender}\n{body_digest}".encode()
     return hashlib.sha256(material).hexdigest()
+
+
+def _body_digest(raw: bytes, start: int) -> str:
+    """SHA-256 of ``raw[start:]`` with CRLF read as LF (line endings differ between
+    SMTP and pipe/IMAP copies of the same mail), a megabyte at a time: slicing and
+    replacing the whole body would make two copies of a large attachment."""
+    digest = hashlib.sha256()
+    view = memoryview(raw)
+    while start < len(raw):
+        end = min(start + _DIGEST_CHUNK, len(raw))
+        while end < len(raw) and raw[end - 1] == 0x0D:  # never split a CRLF
+            end += 1
+        digest.update(view[start:end].tobytes().replace(b"\r\n", b"\n"))
+        start = end
+    return digest.hexdigest()
 
 
 def _inbound_row(session: Session, inbound_id: int) -> InboundMessage | None:
