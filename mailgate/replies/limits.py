@@ -11,7 +11,7 @@ answers with the reason it must not go out, or None.  In order:
 * ``recipient-limit`` — ``acks_per_recipient_per_day`` automatic mails already went
   to this address within 24 hours (THREATS.md: stricter than OTRS and Zammad).
 
-``held`` repeats the first two just before sending, so mail queued before a bounce or
+``held_many`` repeats the first two just before sending, so mail queued before a bounce or
 before the breaker opened is stopped too.  Mail written by a person (operator replies)
 is never gated, nor is a row an operator released with ``mailgate outbox retry``.
 
@@ -92,18 +92,11 @@ def _window(session: Session, limits: LimitSettings, now: datetime) -> _Window:
     return memo.remember(session, "breaker-window", load)
 
 
-def held(session: Session, limits: LimitSettings, recipient: str, now: datetime) -> str | None:
-    if suppressed_until(session, recipient, now) is not None:
-        return "address-suppressed"
-    if breaker_open_since(session, limits, now) is not None:
-        return "circuit-breaker"
-    return None
-
-
 def held_many(
     session: Session, limits: LimitSettings, recipients: list[str], now: datetime
 ) -> dict[str, str]:
-    """``held`` for a batch of recipients in two queries: recipient → reason."""
+    """Suppression and breaker for a batch of recipients in two queries: recipient →
+    reason."""
     if not recipients:
         return {}
     if breaker_open_since(session, limits, now) is not None:
