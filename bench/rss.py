@@ -39,6 +39,7 @@ class Rss:
     idle: int
     processes: int
     seconds: float  # 250 → acknowledgement received
+    by_process: list[tuple[str, int, int]]  # (role, idle VmRSS, VmHWM at the end), bytes
 
 
 def big_message(attachment_bytes: int) -> bytes:
@@ -59,18 +60,19 @@ def big_message(attachment_bytes: int) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except OSError:
+        return 0
+
+
 def tree(root: int) -> list[int]:
     """``root`` and every descendant, from the parent ids in /proc/*/stat."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        if entry.isdigit():
+            children.setdefault(parent(int(entry)), []).append(int(entry))
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -87,6 +89,23 @@ def status_kb(pid: int, field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def role(pid: int, root: int) -> str:
+    """What a process of the daemon's tree is, from its command line."""
+    if pid == root:
+        return "daemon"
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "gone"
+    if parent(pid) != root:
+        return "facts worker"  # forked by the forkserver (whose command line it shares)
+    if b"forkserver" in cmdline:
+        return "forkserver"
+    if b"resource_tracker" in cmdline:
+        return "resource tracker"
+    return "facts worker"
 
 
 def tree_sum(root: int, field: str) -> tuple[int, int]:
@@ -115,6 +134,7 @@ def run(workdir: Path, attachment_bytes: int = 25 * MB) -> Rss:
         pid = mg.proc.pid
         settle(pid)
         idle, _ = tree_sum(pid, "VmRSS")
+        idle_of = {p: status_kb(p, "VmRSS") * 1024 for p in tree(pid)}
         peak = idle
         stop = threading.Event()
 
@@ -141,4 +161,7 @@ def run(workdir: Path, attachment_bytes: int = 25 * MB) -> Rss:
         if mg.count("SELECT count(*) FROM ticket") != 1 or mg.sink.count != 1:
             raise RuntimeError("the 25 MB message did not become a ticket with an ack")
         hwm, processes = tree_sum(pid, "VmHWM")
-    return Rss(len(raw), hwm, peak, idle, processes, seconds)
+        by_process = [
+            (role(p, pid), idle_of.get(p, 0), status_kb(p, "VmHWM") * 1024) for p in tree(pid)
+        ]
+    return Rss(len(raw), hwm, peak, idle, processes, seconds, by_process)

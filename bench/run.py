@@ -449,6 +449,13 @@ def rss_rows(workdir: Path, attachment_bytes: int) -> list[Row]:
             f"{(r.hwm - r.idle) / mb:.0f} MB ({(r.hwm - r.idle) / r.message_bytes:.1f} × "
             f"the message); 250 → ack {r.seconds:.1f} s",
         ),
+        Row(
+            "peak RSS by process (idle → VmHWM)",
+            "; ".join(
+                f"{name} {idle / mb:.0f} → {hwm / mb:.0f} MB"
+                for name, idle, hwm in sorted(r.by_process, key=lambda p: -p[2])
+            ),
+        ),
     ]
 
 
