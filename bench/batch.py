@@ -6,7 +6,7 @@
                msg/s over the whole (ingest + processing);
   parse-only — ``mailparser.parse_from_bytes`` over the same raw messages, one process:
                the floor any pipeline built on mail-parser pays;
-  facts      — ``mailgate.facts.analyze`` (parse, classify, authenticate without DNS,
+  facts      — ``mailgate.pipeline.facts.analyze`` (parse, classify, authenticate without DNS,
                redact, identify, prioritise) over the same messages, one process: for
                reference, what mailgate's own per-message work costs before any SQL.
 
@@ -38,7 +38,7 @@ class Batch:
     ingest_seconds: float
     drain_seconds: float
     parse_rate: float  # msg/s, mail-parser alone
-    facts_rate: float  # msg/s, mailgate.facts.analyze alone
+    facts_rate: float  # msg/s, mailgate.pipeline.facts.analyze alone
     tickets: int
     articles: int
     quarantined: int
@@ -63,9 +63,9 @@ def parse_only(raws: list[bytes]) -> float:
 
 def facts_only(raws: list[bytes]) -> float:
     from mailgate.config import load
-    from mailgate.facts import analyze
-    from mailgate.pipeline import facts_config
-    from mailgate.runtime import Runtime, no_dns
+    from mailgate.daemon.runtime import Runtime, no_dns
+    from mailgate.pipeline.batches import facts_config
+    from mailgate.pipeline.facts import analyze
 
     # Default settings; an in-memory database, since nothing here touches one.
     settings = load(None, environ={"MAILGATE_DATABASE__URL": "sqlite:///:memory:"})

@@ -30,13 +30,14 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate import correlate, tokens
 from mailgate.cli import ticket_doc
 from mailgate.config import DatabaseSettings
-from mailgate.message import Address, ParsedMessage
+from mailgate.parse.message import Address, ParsedMessage
+from mailgate.replies import tokens
 from mailgate.store import migrate
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.store.models import Article, Ticket
+from mailgate.tickets import correlate
 
 KEY = b"bench-threading-key"
 HELPDESK = "support@helpdesk.example"

@@ -19,7 +19,7 @@ none, or when it is unreachable); every PostgreSQL part gets a fresh database.
   batch   — bench/batch.py: ``mailgate ingest --mbox`` + ``mailgate drain`` of the corpus
             into a fresh SQLite database, msg/s over both; beside mail-parser's
             ``parse_from_bytes`` over the same messages in one process (parse-only) and
-            ``mailgate.facts.analyze`` alone.  Target: import ≥ 50 % of parse-only.
+            ``mailgate.pipeline.facts.analyze`` alone.  Target: import ≥ 50 % of parse-only.
   rss     — bench/rss.py: one message with a 25 MB base64 attachment over SMTP to
             ``mailgate serve``, processed to a ticket and acknowledged; the peak is the
             sum of VmHWM over the daemon's process tree.  Target ≤ 4 × message + 100 MB.

@@ -24,17 +24,19 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mailgate import app, autoreply, correlate, logs, operators, pipeline, retention
 from mailgate.config import Settings, is_address, load
+from mailgate.daemon import app, logs
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import ConfigError, PermanentError, TemporaryError
 from mailgate.ingest import imap as imap_ingest
 from mailgate.ingest.accept import Envelope, Incoming, accept, accept_many
-from mailgate.message import ParsedMessage
-from mailgate.parse import parse
-from mailgate.replies import limits, notes, outbox
-from mailgate.runtime import Runtime
+from mailgate.parse import autoreply, parse
+from mailgate.parse.message import ParsedMessage
+from mailgate.pipeline import batches
+from mailgate.replies import gates, notes, outbox
 from mailgate.store import migrate
 from mailgate.store.models import Account, Article, Event, InboundMessage, OutboxMessage, Ticket
+from mailgate.tickets import correlate, operators, retention
 from mailgate.verify import directory
 
 EX_DATAERR = 65
@@ -107,7 +109,7 @@ def serve(ctx: Context) -> None:
 @pass_ctx
 def check_cmd(ctx: Context) -> None:
     """Check config, database and schema, templates and the relay; exit 1 on a problem."""
-    from mailgate.check import report, run_checks
+    from mailgate.daemon.check import report, run_checks
 
     settings = ctx.settings  # a bad config exits 78 here, listing every problem
     click.echo(f"ok   config     {ctx.config_path or '(built-in defaults)'}")
@@ -267,7 +269,7 @@ def drain(ctx: Context, no_send: bool) -> None:
     processed = sent = 0
     try:
         _require_schema(rt)
-        worker = pipeline.Worker(rt)
+        worker = batches.Worker(rt)
         while n := worker.run_pending(50):
             processed += n
         if not no_send:
@@ -771,7 +773,7 @@ def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bo
         if statuses:
             query = query.where(OutboxMessage.status.in_(statuses))
         docs = [outbox_json(m) for m in session.scalars(query)]
-        breaker = limits.breaker_open_since(session, rt.settings.limits, rt.clock())
+        breaker = gates.breaker_open_since(session, rt.settings.limits, rt.clock())
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return

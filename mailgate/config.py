@@ -151,7 +151,7 @@ class HelpdeskSettings:
 
 @dataclass(frozen=True)
 class ThreadingSettings:
-    """Signed reply addresses and Message-IDs (``mailgate.tokens``), reopening."""
+    """Signed reply addresses and Message-IDs (``mailgate.replies.tokens``), reopening."""
 
     # Names the environment variable holding the threading key (at least 16
     # characters).  Empty: a random key made once and kept in the database.

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from mailgate import config
 from mailgate.config import Settings
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from mailgate.store.db import make_engine
 from mailgate.store.migrate import upgrade
 from mailgate.store.models import Base

@@ -12,7 +12,7 @@ import signal
 import time
 from datetime import datetime
 
-from mailgate.facts import Evidence, FactsConfig, Job, analyze_job
+from mailgate.pipeline.facts import Evidence, FactsConfig, Job, analyze_job
 from mailgate.verify.authn import DnsFunc
 
 STUCK = b"X-Test-Behaviour: stuck"

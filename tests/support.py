@@ -19,8 +19,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from mailgate.app import Daemon
-from mailgate.runtime import Runtime
+from mailgate.daemon.app import Daemon
+from mailgate.daemon.runtime import Runtime
 
 
 class FakeDns:

@@ -56,9 +56,9 @@ from sqlalchemy import Connection, create_engine, select, text
 from sqlalchemy.pool import NullPool
 
 from mailgate.config import ImapAccountSettings
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept_many, sniff_message_id
-from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import ImapCursor, InboundMessage
 

@@ -33,11 +33,11 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from mailgate.config import ListenerSettings, Settings
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError, StorageFull, TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.replies import verp
-from mailgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every mail mailgate sends about a ticket (acknowledgement, confirmation request,
 operator notice, relayed operator reply …) goes through ``send``: rendered from a
 template with a signed Message-ID and a signed reply address for its recipient
-(``mailgate.tokens``), queued in the outbox in the caller's transaction (which applies
+(``mailgate.replies.tokens``), queued in the outbox in the caller's transaction (which applies
 the limits to automatic mail and picks a VERP or null envelope sender), and, unless
 the caller records it itself, kept as an outbound article so the conversation shows
 what the customer was told — or that it was held, and why.  Callers pass the article
@@ -17,10 +17,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailgate import tokens
-from mailgate.replies import outbox
+from mailgate.daemon.runtime import Runtime
+from mailgate.replies import outbox, tokens
 from mailgate.replies.render import Quoted, Rendered
-from mailgate.runtime import Runtime
 from mailgate.store.models import Article, Ticket
 
 

@@ -2,7 +2,7 @@
 
 Rows are written in the same transaction as the ticket change that caused them, so a
 crash can neither lose an acknowledgement nor send one for a ticket that was rolled
-back.  Automatic mail passes ``limits.gate`` as it is queued; a mail that must not go
+back.  Automatic mail passes ``gates.gate`` as it is queued; a mail that must not go
 out is kept as a ``suppressed`` row with its reason (and an event on its ticket), never
 dropped silently.  Automatic mail gets a VERP envelope sender naming its row when a
 VERP key is configured, so its bounces find their way back (``replies.bounces``).
@@ -29,10 +29,10 @@ import dkim
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError, TemporaryError
-from mailgate.replies import limits, notes, verp
+from mailgate.replies import gates, notes, verp
 from mailgate.replies.render import Rendered
-from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import InboundMessage, OutboxMessage
 
@@ -68,7 +68,7 @@ def enqueue(
         raise ValueError("an outbox row carries exactly one recipient")
     now = rt.clock()
     recipient = rcpt_to[0].lower()
-    reason = limits.gate(session, rt.settings.limits, recipient, now) if automatic else None
+    reason = gates.gate(session, rt.settings.limits, recipient, now) if automatic else None
     row = OutboxMessage(
         kind=kind,
         automatic=automatic,
@@ -244,7 +244,7 @@ def _claim(rt: Runtime, limit: int) -> tuple[list[_Claimed], int]:
         claimed = []
         held = 0
         gated = [r.recipient for r in rows if r.automatic and not r.released]
-        holds = limits.held_many(session, rt.settings.limits, gated, now)
+        holds = gates.held_many(session, rt.settings.limits, gated, now)
         for row in rows:
             if row.automatic and not row.released:
                 reason = holds.get(row.recipient)

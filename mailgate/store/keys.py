@@ -1,6 +1,6 @@
 """The install's own random keys, kept in the database.
 
-The threading key signs reply addresses and Message-IDs (``mailgate.tokens``).  An
+The threading key signs reply addresses and Message-IDs (``mailgate.replies.tokens``).  An
 admin may supply it through the environment (``threading.secret_env``); otherwise it is
 made here once, from the OS's random source, the first time a mail needs it.  Keeping
 it in the database rather than a file means every instance sharing the database uses

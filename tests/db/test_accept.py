@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from mailgate.config import DatabaseSettings
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError, TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept, accept_many, sniff_message_id
-from mailgate.runtime import Runtime
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.store.models import InboundMessage
 from tests.support import make_mail

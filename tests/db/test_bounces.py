@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from mailgate import cli
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest.accept import Envelope
 from mailgate.replies import outbox
-from mailgate.runtime import Runtime
 from mailgate.store.models import Article, Event, OutboxMessage, Suppression, Ticket
 from tests.conftest import make_runtime, make_settings
 from tests.db.test_pipeline import deliver, inbound, sent_messages

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mailgate import pipeline
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.pipeline import batches
 from mailgate.store.models import Account, InboundMessage, Ticket
 from tests.conftest import make_runtime, make_settings
 from tests.support import FakeClock, make_mail
@@ -45,7 +45,7 @@ def deliver(rt: Any, raw: bytes) -> InboundMessage:
     r = accept(
         rt.sessions, raw, Envelope("x@y", ("support@helpdesk.example",)), "smtp", clock=rt.clock
     )
-    while pipeline.run_pending(rt):
+    while batches.run_pending(rt):
         pass
     with rt.sessions() as s:
         return s.get_one(InboundMessage, r.inbound_id)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mailgate import pipeline
-from mailgate.facts import PoolAnalyzer
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.pipeline import batches
+from mailgate.pipeline.facts import PoolAnalyzer
 from mailgate.store.models import InboundMessage, Ticket
 from tests import hostile, slowjobs
 from tests.conftest import make_runtime, make_settings
@@ -28,7 +28,7 @@ def test_worker_processes_give_the_same_outcomes(db_url: str, tmp_path: Path) ->
         for name in ("no-message-id", "to-10000-addresses", "deep-nesting", "undeclared-koi8r"):
             accept(rt.sessions, samples[name], ENV, "smtp")
         accept(rt.sessions, make_mail(subject="Awaria serwera"), ENV, "smtp")
-        while pipeline.run_pending(rt):
+        while batches.run_pending(rt):
             pass
         with rt.sessions() as s:
             rows = {r.id: (r.status, r.reason) for r in s.scalars(select(InboundMessage))}
@@ -52,13 +52,13 @@ def test_budget_kills_workers_then_quarantines(
     rt.analyzer = PoolAnalyzer(workers=1, budget_seconds=0.0001, memory_mb=2048)
     try:
         row_id = accept(rt.sessions, make_mail(), ENV, "smtp", clock=clock).inbound_id
-        assert pipeline.run_pending(rt) == 1
+        assert batches.run_pending(rt) == 1
         with rt.sessions() as s:
             row = s.get_one(InboundMessage, row_id)
             assert (row.status, row.attempts) == ("retry", 1)
             assert "BudgetExceeded" in (row.last_error or "")
         clock.advance(seconds=1)
-        assert pipeline.run_pending(rt) == 1
+        assert batches.run_pending(rt) == 1
         with rt.sessions() as s:
             row = s.get_one(InboundMessage, row_id)
             assert (row.status, row.reason) == ("quarantined", "parse-budget")
@@ -68,7 +68,7 @@ def test_budget_kills_workers_then_quarantines(
         with rt.sessions.begin() as s:
             row = s.get_one(InboundMessage, row_id)
             row.status, row.attempts, row.next_attempt_at = "received", 0, clock()
-        assert pipeline.run_pending(rt) == 1
+        assert batches.run_pending(rt) == 1
         with rt.sessions() as s:
             assert s.get_one(InboundMessage, row_id).status == "done"
     finally:
@@ -93,7 +93,7 @@ def test_one_stuck_message_is_quarantined_for_the_budget_and_spares_its_batch(
         assert slowjobs.STUCK in stuck
         ids = [accept(rt.sessions, stuck, ENV, "smtp").inbound_id]
         ids += [accept(rt.sessions, make_mail(), ENV, "smtp").inbound_id for _ in range(19)]
-        assert pipeline.run_pending(rt) == 20
+        assert batches.run_pending(rt) == 20
         with rt.sessions() as s:
             rows = [s.get_one(InboundMessage, i) for i in ids]
         assert (rows[0].status, rows[0].reason) == ("quarantined", "parse-budget")

@@ -4,7 +4,7 @@ holder's connection goes; SQLite (one process) always leads."""
 from __future__ import annotations
 
 from mailgate.config import DatabaseSettings
-from mailgate.leader import Leadership, lock_key
+from mailgate.daemon.leader import Leadership, lock_key
 from mailgate.store.db import make_engine
 
 

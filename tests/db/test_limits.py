@@ -15,12 +15,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from mailgate import cli, pipeline
+from mailgate import cli
 from mailgate.config import DatabaseSettings
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.pipeline import batches
 from mailgate.replies import outbox
 from mailgate.replies.render import Rendered
-from mailgate.runtime import Runtime
 from mailgate.store.db import make_engine
 from mailgate.store.migrate import upgrade
 from mailgate.store.models import Event, OutboxMessage, Ticket
@@ -77,7 +78,7 @@ def test_breaker_stops_all_automatic_mail_and_alerts(
         breaker_cooldown_seconds=1800,
     )
     try:
-        with caplog.at_level(logging.ERROR, logger="mailgate.replies.limits"):
+        with caplog.at_level(logging.ERROR, logger="mailgate.replies.gates"):
             for i in range(5):
                 deliver(rt, make_mail(sender=f"c{i}@customer.example", message_id=f"<b{i}@x>"))
         assert [(r.status, r.reason) for r in rows(rt)] == [("pending", None)] * 3 + [
@@ -238,7 +239,7 @@ def exchange(a: Gateway, b: Gateway, clock: FakeClock, mangle: bool, rounds: int
     for n in range(rounds):
         moved = 0
         for src, dst in ((a, b), (b, a)):
-            while pipeline.run_pending(src.rt):
+            while batches.run_pending(src.rt):
                 pass
             while outbox.flush(src.rt):
                 pass
@@ -309,12 +310,12 @@ def test_two_gateways_trip_the_circuit_breaker(
 ) -> None:
     a, b = gateways
     start_loop(a, b, clock)
-    with caplog.at_level(logging.ERROR, logger="mailgate.replies.limits"):
+    with caplog.at_level(logging.ERROR, logger="mailgate.replies.gates"):
         exchange(a, b, clock, mangle=True)
     assert len(a.sink.messages) == 3 and len(b.sink.messages) == 3
     # A, whose fourth mail would have crossed the threshold, stopped and said so.
     [alert] = [r for r in caplog.records if "circuit breaker open" in r.getMessage()]
-    assert alert.levelno == logging.ERROR and alert.name == "mailgate.replies.limits"
+    assert alert.levelno == logging.ERROR and alert.name == "mailgate.replies.gates"
     with a.rt.sessions() as s:
         [opened] = s.scalars(select(Event).where(Event.kind == "breaker-open")).all()
         assert opened.reason == "automatic-mail-rate"

@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import TemporaryError
 from mailgate.replies import outbox
 from mailgate.replies.render import Rendered
 from mailgate.replies.sender import SmtpRelayTransport
-from mailgate.runtime import Runtime
 from mailgate.store.models import Article, Event, OutboxMessage
 from tests.conftest import make_runtime, make_settings
 from tests.support import FakeClock, RelaySink, free_port, start_sink

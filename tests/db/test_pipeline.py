@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mailgate import pipeline
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.pipeline import batches
 from mailgate.replies import outbox
-from mailgate.runtime import Runtime
 from mailgate.store.models import Article, Attachment, Blob, InboundMessage, OutboxMessage, Ticket
 from tests.conftest import make_runtime, make_settings
 from tests.support import FakeClock, make_mail
@@ -26,7 +26,7 @@ ENV = Envelope("jan@customer.example", ("support@helpdesk.example",))
 
 def deliver(rt: Runtime, raw: bytes, env: Envelope = ENV, **kw: Any) -> int:
     result = accept(rt.sessions, raw, env, "smtp", clock=rt.clock, **kw)
-    while pipeline.run_pending(rt):
+    while batches.run_pending(rt):
         pass
     return result.inbound_id
 
@@ -300,18 +300,18 @@ def test_failures_retry_with_backoff_then_quarantine_then_replay(
     rt = make_runtime(settings, clock)
     try:
         row_id = accept(rt.sessions, make_mail(), ENV, "smtp", clock=clock).inbound_id
-        assert pipeline.run_pending(rt) == 1
+        assert batches.run_pending(rt) == 1
         row = inbound(rt, row_id)
         assert (row.status, row.attempts) == ("retry", 1)
         assert "TemplateNotFound" in (row.last_error or "")
-        assert pipeline.run_pending(rt) == 0  # not due yet
+        assert batches.run_pending(rt) == 0  # not due yet
         clock.advance(seconds=10)
-        assert pipeline.run_pending(rt) == 1
+        assert batches.run_pending(rt) == 1
         assert inbound(rt, row_id).status == "retry"
         clock.advance(seconds=19)
-        assert pipeline.run_pending(rt) == 0  # second delay is 20 s
+        assert batches.run_pending(rt) == 0  # second delay is 20 s
         clock.advance(seconds=1)
-        assert pipeline.run_pending(rt) == 1
+        assert batches.run_pending(rt) == 1
         row = inbound(rt, row_id)
         assert (row.status, row.reason, row.attempts) == ("quarantined", "attempts-exhausted", 3)
         assert tickets(rt) == []  # every failed attempt rolled back completely
@@ -333,7 +333,7 @@ def test_failures_retry_with_backoff_then_quarantine_then_replay(
         assert "1 message(s)" in result.output
         # replay stamps the real time; move the fake clock past it
         clock.advance(days=3650)
-        assert pipeline.run_pending(fixed) == 1
+        assert batches.run_pending(fixed) == 1
         assert inbound(fixed, row_id).status == "done"
         assert len(tickets(fixed)) == 1
     finally:
@@ -342,10 +342,10 @@ def test_failures_retry_with_backoff_then_quarantine_then_replay(
 
 def test_dead_worker_lease_is_reclaimed(rt: Runtime, clock: FakeClock) -> None:
     row_id = accept(rt.sessions, make_mail(), ENV, "smtp", clock=clock).inbound_id
-    assert [c.id for c in pipeline.claim(rt, 10)] == [row_id]  # and then the worker "dies"
-    assert pipeline.claim(rt, 10) == []
+    assert [c.id for c in batches.claim(rt, 10)] == [row_id]  # and then the worker "dies"
+    assert batches.claim(rt, 10) == []
     clock.advance(seconds=rt.settings.processing.lease_seconds + 1)
-    [again] = pipeline.claim(rt, 10)
-    pipeline.process(rt, again)
+    [again] = batches.claim(rt, 10)
+    batches.process(rt, again)
     assert inbound(rt, row_id).status == "done"
     assert len(tickets(rt)) == 1

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mailgate import pipeline, retention
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.pipeline import batches
 from mailgate.replies import outbox
 from mailgate.store.models import Article, Blob, InboundMessage
+from mailgate.tickets import retention
 from tests.conftest import make_runtime, make_settings
 from tests.support import FakeClock
 
@@ -34,12 +35,12 @@ def test_purge_and_export(db_url: str, tmp_path: Path, clock: FakeClock) -> None
     rt = make_runtime(make_settings(db_url, tmp_path, retention={"days": 30}), clock)
     try:
         old = accept(rt.sessions, with_log("old one"), ENV, "smtp", clock=clock).inbound_id
-        pipeline.run_pending(rt)
+        batches.run_pending(rt)
         while outbox.flush(rt):
             pass
         clock.advance(days=20)
         new = accept(rt.sessions, with_log("new one"), ENV, "smtp", clock=clock).inbound_id
-        pipeline.run_pending(rt)
+        batches.run_pending(rt)
         clock.advance(days=15)  # the first is 35 days old, the second 15
         assert retention.purge(rt) == (1, 0)  # the shared attachment is still in use
         with rt.sessions() as s:
@@ -68,7 +69,7 @@ def test_zero_days_keeps_everything(db_url: str, tmp_path: Path, clock: FakeCloc
     rt = make_runtime(make_settings(db_url, tmp_path, retention={"days": 0}), clock)
     try:
         accept(rt.sessions, with_log("kept"), ENV, "smtp", clock=clock)
-        pipeline.run_pending(rt)
+        batches.run_pending(rt)
         clock.advance(days=3650)
         assert retention.purge(rt) == (0, 0)
     finally:

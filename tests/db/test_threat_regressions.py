@@ -7,7 +7,7 @@ from importlib.metadata import version
 
 from sqlalchemy import select
 
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from mailgate.store.models import Article, Attachment
 from tests.db.test_pipeline import articles, deliver, sent_messages, tickets
 from tests.hostile import worse

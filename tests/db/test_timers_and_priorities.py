@@ -10,10 +10,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mailgate import operators, sla
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest.accept import Envelope
-from mailgate.runtime import Runtime
 from mailgate.store.models import Event, OutboxMessage, Ticket
+from mailgate.tickets import operators, sla
 from tests.conftest import make_runtime, make_settings
 from tests.db.test_pipeline import deliver, inbound, sent_messages, tickets
 from tests.dkimkeys import Key, make_key, sign

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailgate import pipeline
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.pipeline import batches
 from mailgate.replies import outbox
-from mailgate.runtime import Runtime
 from mailgate.store.models import (
     Account,
     AccountAddress,
@@ -28,7 +28,8 @@ from mailgate.store.models import (
     InboundMessage,
     Ticket,
 )
-from mailgate.verify import challenge, directory
+from mailgate.tickets import challenges
+from mailgate.verify import directory
 from tests.conftest import make_runtime, make_settings
 from tests.dkimkeys import Key, make_key, sign
 from tests.support import FakeClock, FakeDns, make_mail
@@ -69,7 +70,7 @@ def vrt(db_url: str, tmp_path: Path, clock: FakeClock, key: Key) -> Any:
 
 def deliver(rt: Runtime, raw: bytes, rcpt: tuple[str, ...] = SUPPORT) -> InboundMessage:
     result = accept(rt.sessions, raw, Envelope("x@customer.example", rcpt), "smtp", clock=rt.clock)
-    while pipeline.run_pending(rt):
+    while batches.run_pending(rt):
         pass
     with rt.sessions() as s:
         return s.get_one(InboundMessage, result.inbound_id)
@@ -129,7 +130,7 @@ def test_registered_but_unauthenticated_sender_gets_a_challenge_to_the_admin(vrt
     with vrt.sessions() as s:
         stored = s.scalars(select(Challenge)).one()
         token = re.search(r"confirm-([0-9a-f]{32})", request["Reply-To"]).group(1)  # type: ignore[union-attr]
-        assert stored.token_hash == challenge.token_hash(token) != token
+        assert stored.token_hash == challenges.token_hash(token) != token
         texts = " ".join(a.text for a in s.scalars(select(Article)))
         assert token not in texts  # the token lives only in the mail
 
@@ -221,7 +222,7 @@ def test_trust_always_adds_the_address_to_the_account(vrt: Runtime) -> None:
     deliver(vrt, make_mail(sender="new.admin@agency.example", subject="Zamówienie #40033"))
     token = challenge_token(vrt)
     with vrt.sessions.begin() as s:
-        outcome = challenge.answer(s, vrt, token, "confirm", trust=True)
+        outcome = challenges.answer(s, vrt, token, "confirm", trust=True)
     assert outcome.result == "confirmed"
     with vrt.sessions() as s:
         addresses = s.scalars(select(AccountAddress.address)).all()
@@ -239,7 +240,7 @@ def test_twenty_concurrent_confirmations_succeed_exactly_once(vrt: Runtime) -> N
         for _ in range(50):  # SQLite may answer "locked" under this contention
             try:
                 with vrt.sessions.begin() as s:
-                    results.append(challenge.answer(s, vrt, token, "confirm").result)
+                    results.append(challenges.answer(s, vrt, token, "confirm").result)
                 return
             except Exception as exc:
                 if "locked" not in str(exc):
@@ -257,16 +258,16 @@ def test_expiry_and_single_reminder(vrt: Runtime, clock: FakeClock) -> None:
     deliver(vrt, make_mail(subject="Proszę usunąć domenę"))
     first = challenge_token(vrt)
     clock.advance(hours=23)
-    assert challenge.sweep(vrt) == (0, 0)
+    assert challenges.sweep(vrt) == (0, 0)
     clock.advance(hours=2)
-    assert challenge.sweep(vrt) == (0, 1)
-    assert challenge.sweep(vrt) == (0, 0)  # one reminder only
+    assert challenges.sweep(vrt) == (0, 1)
+    assert challenges.sweep(vrt) == (0, 0)  # one reminder only
     requests = [m for m in sent(vrt) if m["To"] == "admin@customer.example"]
     assert len(requests) == 2 and "Przypomnienie" in requests[1]["Subject"]
     clock.advance(hours=48)
     with vrt.sessions.begin() as s:
-        assert challenge.answer(s, vrt, first, "confirm").result == "expired"
-    assert challenge.sweep(vrt) == (1, 0)
+        assert challenges.answer(s, vrt, first, "confirm").result == "expired"
+    assert challenges.sweep(vrt) == (1, 0)
     assert ticket(vrt).authorization == "consultative"
     told = [m for m in sent(vrt) if m["To"] == "jan@customer.example"][-1]
     assert "minął" in told["Subject"]
@@ -276,8 +277,8 @@ def test_expiry_and_single_reminder(vrt: Runtime, clock: FakeClock) -> None:
 
 def test_invalid_tokens_are_refused(vrt: Runtime) -> None:
     with vrt.sessions.begin() as s:
-        assert challenge.answer(s, vrt, "0" * 32, "confirm").result == "invalid"
-        assert challenge.answer(s, vrt, "not-a-token", "confirm").result == "invalid"
+        assert challenges.answer(s, vrt, "0" * 32, "confirm").result == "invalid"
+        assert challenges.answer(s, vrt, "not-a-token", "confirm").result == "invalid"
 
 
 def test_pasted_password_is_redacted_and_the_sender_warned(vrt: Runtime) -> None:

@@ -122,7 +122,7 @@ def test_database_stopped_under_load_answers_4xx_then_drains(
 
 def _wait_drained(rt: object, timeout: float) -> float:
     """The monotonic time at which nothing was left to process."""
-    from mailgate.runtime import Runtime
+    from mailgate.daemon.runtime import Runtime
 
     assert isinstance(rt, Runtime)
     deadline = time.monotonic() + timeout

@@ -35,8 +35,8 @@ import pytest
 from imapclient import SEEN
 from sqlalchemy import func, select
 
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest import imap
-from mailgate.runtime import Runtime
 from mailgate.store.models import InboundMessage
 from tests.conftest import BACKENDS, make_runtime
 from tests.dovecot import Dovecot

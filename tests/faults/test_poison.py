@@ -131,7 +131,7 @@ class _Rows(dict[bytes, InboundMessage]):
 
 
 def _wait_settled(rt: object, count: int, timeout: float) -> list[InboundMessage]:
-    from mailgate.runtime import Runtime
+    from mailgate.daemon.runtime import Runtime
 
     assert isinstance(rt, Runtime)
     deadline = time.monotonic() + timeout

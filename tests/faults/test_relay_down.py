@@ -17,9 +17,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from mailgate.daemon.runtime import Runtime
 from mailgate.replies import outbox
 from mailgate.replies.render import Rendered
-from mailgate.runtime import Runtime
 from mailgate.store.models import OutboxMessage
 from tests.conftest import make_runtime, make_settings
 from tests.faults.conftest import FULL, Figures

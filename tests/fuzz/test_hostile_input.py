@@ -22,11 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from mailgate import config
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError
-from mailgate.facts import analyze
 from mailgate.ingest.accept import Envelope, accept
-from mailgate.pipeline import facts_config, run_pending
-from mailgate.runtime import Runtime
+from mailgate.pipeline.batches import facts_config, run_pending
+from mailgate.pipeline.facts import analyze
 from mailgate.store.db import make_engine
 from mailgate.store.migrate import upgrade
 from mailgate.store.models import InboundMessage

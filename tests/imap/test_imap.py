@@ -15,8 +15,8 @@ from imapclient import SEEN
 from sqlalchemy import func, select
 
 from mailgate.config import Settings
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest import imap
-from mailgate.runtime import Runtime
 from mailgate.store.models import ImapCursor, InboundMessage, Ticket
 from tests.conftest import PG_URL, make_runtime
 from tests.dovecot import Dovecot

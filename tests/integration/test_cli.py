@@ -10,9 +10,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from mailgate import cli
+from mailgate.daemon.runtime import Runtime
 from mailgate.ingest.accept import Envelope, accept
-from mailgate.pipeline import run_pending
-from mailgate.runtime import Runtime
+from mailgate.pipeline.batches import run_pending
 from tests.conftest import make_runtime, make_settings
 from tests.support import DaemonThread, make_mail
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from mailgate import cli
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from tests.conftest import make_runtime, make_settings
 from tests.support import DaemonThread, RelaySink, make_mail
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from mailgate import cli
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from mailgate.store.models import InboundMessage, OutboxMessage
 from tests.conftest import make_runtime, make_settings
 from tests.dkimkeys import Key, make_key, sign

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from mailgate.store.models import InboundMessage, Ticket
 from tests import hostile
 from tests.conftest import make_runtime, make_settings

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailgate import cli
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from tests.conftest import make_runtime, make_settings
 from tests.support import DaemonThread, FakeClock, RelaySink, free_port, make_mail, wait_until
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from mailgate import pipeline
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import StorageFull, TemporaryError
 from mailgate.ingest.accept import Envelope, accept
+from mailgate.pipeline import batches
 from mailgate.replies import outbox
 from mailgate.replies.sender import Connection, MaildirTransport
-from mailgate.runtime import Runtime
 from mailgate.store.models import Article, InboundMessage, OutboxMessage
 from tests.conftest import make_runtime, make_settings
 from tests.support import DaemonThread, FakeClock, make_mail
@@ -132,7 +132,7 @@ def test_worker_never_quarantines_for_storage_full_and_resumes(
     rt, cap = capped
     accept(rt.sessions, make_mail(subject="to process", body=BODY), ENV, "pipe", clock=rt.clock)
     rt.analyzer = FullAfterFacts(rt.analyzer, cap)
-    worker = pipeline.Worker(rt)
+    worker = batches.Worker(rt)
     for _ in range(rt.settings.processing.max_attempts + 1):
         with pytest.raises(StorageFull):
             worker.run_pending()
@@ -187,7 +187,7 @@ def test_outbox_records_a_send_whose_bookkeeping_failed_on_the_next_pass(
     rt.transport = transport
     try:
         accept(rt.sessions, make_mail(subject="ack me"), ENV, "pipe", clock=rt.clock)
-        assert pipeline.run_pending(rt) == 1
+        assert batches.run_pending(rt) == 1
         dispatcher = outbox.Dispatcher(rt)
         with pytest.raises(TemporaryError):
             dispatcher.flush()

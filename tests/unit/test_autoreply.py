@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailgate.autoreply import classify, parse_delivery_status
 from mailgate.errors import PermanentError
-from mailgate.message import Address, Bounce, Classification
 from mailgate.parse import parse
+from mailgate.parse.autoreply import classify, parse_delivery_status
+from mailgate.parse.message import Address, Bounce, Classification
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
 OWN = frozenset({"support@helpdesk.example", "billing@helpdesk.example"})

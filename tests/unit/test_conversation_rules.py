@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from mailgate import commands, tokens
 from mailgate.config import PrioritySettings
-from mailgate.correlate import tag_pattern
 from mailgate.durations import parse_duration
-from mailgate.language import choose_language, content_language
-from mailgate.priority import assess, missing_items
-from mailgate.quotes import strip_quotes
+from mailgate.parse.language import choose_language, content_language
+from mailgate.parse.quotes import strip_quotes
+from mailgate.pipeline.priority import assess, missing_items
+from mailgate.replies import tokens
+from mailgate.tickets import commands
+from mailgate.tickets.correlate import tag_pattern
 from mailgate.verify.identity import extract
 
 KEY = b"k" * 32

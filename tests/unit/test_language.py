@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.language import detect_language
+from mailgate.parse.language import detect_language
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,15 @@ import email
 
 import pytest
 
-from mailgate import parse as parse_module
-from mailgate.mime import (
+from mailgate.parse import message_from_bytes
+from mailgate.parse import reader as parse_module
+from mailgate.parse.mime import (
     MAX_HTML_DEPTH,
     decoded_payload,
     display_filename,
     html_depth_exceeds,
     sanitize_html,
 )
-from mailgate.parse import message_from_bytes
 
 
 @pytest.mark.parametrize(

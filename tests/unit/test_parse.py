@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailgate.errors import PermanentError
-from mailgate.message import Address, ParsedMessage
 from mailgate.parse import ParseLimits, parse
+from mailgate.parse.message import Address, ParsedMessage
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
 

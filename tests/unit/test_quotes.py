@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.quotes import strip_quotes
+from mailgate.parse.quotes import strip_quotes
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterator
 
 from mailgate.errors import PermanentError
-from mailgate.headers import decode_rfc2047, raw_text, single_line, unfold
-from mailgate.limits import ParseLimits
-from mailgate.message import Address
+from mailgate.parse.bounds import ParseLimits
+from mailgate.parse.headers import decode_rfc2047, raw_text, single_line, unfold
+from mailgate.parse.message import Address
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
 _DOT_ATOM = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"

@@ -18,10 +18,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import MailgateError
 from mailgate.replies.render import LANGUAGES, PAGE_SAMPLE_CONTEXT, SAMPLE_CONTEXT
 from mailgate.replies.sender import SmtpRelayTransport
-from mailgate.runtime import Runtime
 from mailgate.store.migrate import alembic_config
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailgate.commands import Block, Command
-from mailgate.correlate import Threading
-from mailgate.message import Classification, ParsedMessage
-from mailgate.priority import NORMAL, Assessment
+from mailgate.parse.message import Classification, ParsedMessage
+from mailgate.pipeline.priority import NORMAL, Assessment
+from mailgate.tickets.commands import Block, Command
+from mailgate.tickets.correlate import Threading
 from mailgate.verify.authn import AuthVerdict
 from mailgate.verify.directory import Resolution
 

@@ -25,12 +25,12 @@ from datetime import datetime
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Protocol
 
-from mailgate import autoreply, priority
 from mailgate.config import PrioritySettings
 from mailgate.errors import TemporaryError
-from mailgate.limits import ParseLimits
-from mailgate.message import Classification, ParsedMessage
-from mailgate.parse import parse
+from mailgate.parse import autoreply, parse
+from mailgate.parse.bounds import ParseLimits
+from mailgate.parse.message import Classification, ParsedMessage
+from mailgate.pipeline import priority
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
 from mailgate.verify.identity import Identifiers, extract
 from mailgate.verify.redact import redact

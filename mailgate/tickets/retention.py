@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, exists, select, update
 
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Article, Attachment, Blob, InboundMessage, OutboxMessage, Ticket
 

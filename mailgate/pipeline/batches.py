@@ -23,13 +23,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer
 
-from mailgate import commands, correlate, operators, policy, priority
+from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError
-from mailgate.facts import BudgetExceeded, Evidence, FactsConfig, Job
-from mailgate.language import choose_language, content_language
-from mailgate.message import ParsedMessage
-from mailgate.replies import bounces, notify
-from mailgate.runtime import Runtime
+from mailgate.parse.language import choose_language, content_language
+from mailgate.parse.message import ParsedMessage
+from mailgate.pipeline import policy, priority
+from mailgate.pipeline.facts import BudgetExceeded, Evidence, FactsConfig, Job
+from mailgate.replies import notify
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import (
     Article,
@@ -40,9 +40,11 @@ from mailgate.store.models import (
     Operator,
     Ticket,
 )
-from mailgate.verify import challenge, directory
+from mailgate.tickets import bounces, challenges, commands, correlate, operators
+from mailgate.verify import directory
 
-log = logging.getLogger(__name__)
+# Named after the stage, not the module: admins filter logs on it (docs/deploy.md).
+log = logging.getLogger("mailgate.pipeline")
 
 CLAIM_BYTES = 32 * 1024 * 1024  # raw bytes carried per claimed batch
 _DIGEST_CHUNK = 1 << 20
@@ -258,7 +260,7 @@ def _decide_and_apply(
     if dedup is not None:
         duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
     queue, helpdesk_address = route(rt, item.rcpt_to, parsed)
-    token = challenge.find_token([*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))])
+    token = challenges.find_token([*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc))])
     for spec in external_accounts:
         directory.upsert(session, spec, rt.clock())
     now = rt.clock()
@@ -303,7 +305,7 @@ def _decide_and_apply(
         auth=ev.auth,
         resolution=directory.resolve(session, sender, ev.identifiers),
         challenge_token=token,
-        challenge_answer=challenge.read_answer(parsed.text) if token else None,
+        challenge_answer=challenges.read_answer(parsed.text) if token else None,
         priority=ev.assessment,
         operator=operator is not None,
         commands=block,
@@ -318,7 +320,7 @@ def _decide_and_apply(
             article = _add_article(session, ticket.id, row, ev, sender, dedup, internal=False)
             account = facts.resolution.match
             if verdict.challenge and account is not None:
-                challenge.open_challenge(session, rt, ticket, account, ticket.requester_name)
+                challenges.open_challenge(session, rt, ticket, account, ticket.requester_name)
             if verdict.acknowledge:
                 _acknowledge(session, rt, ticket, ev, sender, item.id)
             if item.acknowledge:  # never for a batch import of old mail
@@ -348,7 +350,7 @@ def _decide_and_apply(
             operators.reject(session, rt, ticket, op, verdict.errors, item.id)
             row.ticket_id = ticket.id
         case policy.AnswerChallenge():
-            outcome = challenge.answer(session, rt, verdict.token, verdict.action, sender=sender)  # type: ignore[arg-type]
+            outcome = challenges.answer(session, rt, verdict.token, verdict.action, sender=sender)  # type: ignore[arg-type]
             hits.append(f"challenge-outcome:{outcome.result}")
             if outcome.ticket_number is not None:
                 ticket = session.scalars(

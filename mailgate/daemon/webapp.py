@@ -19,10 +19,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
-from mailgate.runtime import Runtime
+from mailgate.daemon.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Account, OutboxMessage, Ticket
-from mailgate.verify import challenge
+from mailgate.tickets import challenges
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -113,9 +113,9 @@ class _Handlers:
             raise web.HTTPBadRequest(text="action must be confirm or refuse\n")
         trust = form.get("trust") == "yes"
 
-        def apply() -> challenge.Outcome:
+        def apply() -> challenges.Outcome:
             with translate_db_errors(), self.rt.sessions.begin() as session:
-                return challenge.answer(session, self.rt, token, action, trust=trust)  # type: ignore[arg-type]
+                return challenges.answer(session, self.rt, token, action, trust=trust)  # type: ignore[arg-type]
 
         outcome = await asyncio.to_thread(apply)
         if outcome.result in ("confirmed", "refused"):
@@ -126,7 +126,7 @@ class _Handlers:
 
     def _describe(self, token: str) -> dict[str, Any]:
         with self.rt.sessions() as session:
-            row = challenge.lookup(session, token)
+            row = challenges.lookup(session, token)
             if row is None:
                 return {"state": "invalid", "language": None, "outcome": None}
             ticket = session.get_one(Ticket, row.ticket_id)

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
-from mailgate.facts import Analyzer, InlineAnalyzer, PoolAnalyzer
-from mailgate.metrics import Metrics
+from mailgate.daemon.metrics import Metrics
 from mailgate.parse import ParseLimits
+from mailgate.pipeline.facts import Analyzer, InlineAnalyzer, PoolAnalyzer
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import (
     MaildirTransport,

@@ -25,8 +25,8 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mailgate.daemon.runtime import Runtime
 from mailgate.replies import notify
-from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Challenge, Ticket
 from mailgate.verify import directory

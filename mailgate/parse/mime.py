@@ -31,11 +31,11 @@ from typing import Any
 import inscriptis
 import nh3
 
-from mailgate.charsets import decode_bytes
 from mailgate.errors import PermanentError
-from mailgate.headers import header_text, raw_text
-from mailgate.limits import ParseLimits
-from mailgate.message import Attachment
+from mailgate.parse.bounds import ParseLimits
+from mailgate.parse.charsets import decode_bytes
+from mailgate.parse.headers import header_text, raw_text
+from mailgate.parse.message import Attachment
 
 _MAX_FILENAME = 200
 

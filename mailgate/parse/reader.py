@@ -43,15 +43,20 @@ from email.message import Message
 import mailparser
 from mailparser.exceptions import MailParserRecursionError
 
-from mailgate.addresses import address_list, from_identity
-from mailgate.charsets import decode_bytes
 from mailgate.errors import PermanentError
-from mailgate.headers import decode_rfc2047, header_date, header_text, msg_ids, single_line
-from mailgate.language import detect_language
-from mailgate.limits import DEFAULT_LIMITS, ParseLimits, check_header_section, check_mime_shape
-from mailgate.message import ParsedMessage
-from mailgate.mime import children, display_filename, html_to_text, sanitize_html, walk
-from mailgate.quotes import strip_quotes
+from mailgate.parse.addresses import address_list, from_identity
+from mailgate.parse.bounds import (
+    DEFAULT_LIMITS,
+    ParseLimits,
+    check_header_section,
+    check_mime_shape,
+)
+from mailgate.parse.charsets import decode_bytes
+from mailgate.parse.headers import decode_rfc2047, header_date, header_text, msg_ids, single_line
+from mailgate.parse.language import detect_language
+from mailgate.parse.message import ParsedMessage
+from mailgate.parse.mime import children, display_filename, html_to_text, sanitize_html, walk
+from mailgate.parse.quotes import strip_quotes
 
 # The helpers are re-exported: this module's public API predates the split.
 __all__ = [

@@ -18,12 +18,12 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mailgate import operators
+from mailgate.daemon.runtime import Runtime
 from mailgate.replies import notes
 from mailgate.replies.render import Quoted
-from mailgate.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Ticket
+from mailgate.tickets import operators
 
 log = logging.getLogger(__name__)
 

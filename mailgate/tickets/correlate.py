@@ -37,8 +37,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate import tokens
-from mailgate.message import ParsedMessage
+from mailgate.parse.message import ParsedMessage
+from mailgate.replies import tokens
 from mailgate.store.models import Article, Ticket
 
 MAX_REFERENCES = 30

@@ -20,14 +20,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate import tokens
-from mailgate.commands import Command
-from mailgate.message import ParsedMessage
-from mailgate.replies import notes, notify
+from mailgate.daemon.runtime import Runtime
+from mailgate.parse.message import ParsedMessage
+from mailgate.replies import notes, notify, tokens
 from mailgate.replies.render import Quoted
-from mailgate.runtime import Runtime
 from mailgate.store import memo
 from mailgate.store.models import Article, Attachment, Blob, Operator, Ticket
+from mailgate.tickets.commands import Command
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # per notice; larger files stay in mailgate
 _ROSTER = "operators"

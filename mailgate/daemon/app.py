@@ -32,17 +32,18 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailgate import logs, pipeline, retention, sla
 from mailgate.config import Settings, parse_hostport
+from mailgate.daemon import logs
+from mailgate.daemon.leader import Leadership
+from mailgate.daemon.runtime import Runtime
+from mailgate.daemon.webapp import make_app
 from mailgate.errors import MailgateError
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.ingest.imap import ImapService
 from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
-from mailgate.leader import Leadership
+from mailgate.pipeline import batches
 from mailgate.replies import outbox
-from mailgate.runtime import Runtime
-from mailgate.verify import challenge
-from mailgate.webapp import make_app
+from mailgate.tickets import challenges, retention, sla
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._scheduler: AsyncIOScheduler | None = None
         self._http: web.AppRunner | None = None
-        self._worker = pipeline.Worker(rt)
+        self._worker = batches.Worker(rt)
         self._dispatcher = outbox.Dispatcher(rt)
         self._committer = GroupCommitter(rt.sessions, rt.clock)
         self._leader = Leadership(rt.engine)
@@ -182,7 +183,7 @@ class Daemon:
         if not await self._leading():
             return
         try:
-            expired, reminded = await asyncio.to_thread(challenge.sweep, self.rt)
+            expired, reminded = await asyncio.to_thread(challenges.sweep, self.rt)
         except MailgateError as exc:
             log.warning("challenge sweep: %s", exc)
             return

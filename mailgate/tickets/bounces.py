@@ -29,11 +29,11 @@ from functools import partial
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.correlate import Match, Threading
-from mailgate.message import Bounce
+from mailgate.daemon.runtime import Runtime
+from mailgate.parse.message import Bounce
 from mailgate.replies import notes, outbox, verp
-from mailgate.runtime import Runtime
 from mailgate.store.models import OutboxMessage, Suppression, Ticket
+from mailgate.tickets.correlate import Match, Threading
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 from flufl.bounce import all_failures
 
-from mailgate.message import Bounce, Classification, Kind, ParsedMessage
+from mailgate.parse.message import Bounce, Classification, Kind, ParsedMessage
 
 _BOUNCE_SUBJECT = re.compile(
     r"undelivered\s+mail|delivery\s+status\s+notification|mail\s+delivery\s+fail"
