@@ -1,9 +1,10 @@
 """Decisions: what to do with one inbound message, as a typed ``Verdict``.
 
-``decide`` is pure: it reads ``Facts`` gathered by the pipeline (parse result,
-classification, threading, duplicate check) and returns one verdict plus the names of
-the rules that hit, which are stored with the message so every outcome can be
-explained later (``mailgate ticket show``, ``quarantine show``).
+``decide`` is pure: it reads the ``Facts`` that ``pipeline.gather`` looked up (parse
+result, classification, threading, duplicate check, operator, directory) and returns
+one verdict (the values are in ``tickets.verdicts``; ``tickets.apply`` carries them
+out) plus the names of the rules that hit, which are stored with the message so every
+outcome can be explained later (``mailgate ticket show``, ``quarantine show``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,20 @@ from datetime import datetime
 
 from mailgate.parse.message import Classification, ParsedMessage
 from mailgate.pipeline.priority import NORMAL, Assessment
-from mailgate.tickets.commands import Block, Command
+from mailgate.store.states import TicketStatus
+from mailgate.tickets.commands import Block
 from mailgate.tickets.correlate import Threading
+from mailgate.tickets.verdicts import (
+    AnswerChallenge,
+    AppendToTicket,
+    Discard,
+    Duplicate,
+    OpenTicket,
+    OperatorReply,
+    Quarantine,
+    RejectCommands,
+    Verdict,
+)
 from mailgate.verify.authn import AuthVerdict
 from mailgate.verify.directory import Resolution
 
@@ -46,88 +59,6 @@ class Facts:
     operator: bool = False  # the From address is a registered operator's
     commands: Block | None = None  # an operator's leading command block
     thread: Thread | None = None  # the matched ticket's state
-
-
-@dataclass(frozen=True, slots=True)
-class OpenTicket:
-    queue: str
-    priority: str
-    acknowledge: bool
-    # authorized | awaiting_confirmation | consultative
-    authorization: str
-    challenge: bool  # ask the account's admin mailbox to confirm
-    hits: tuple[str, ...]
-    priority_reason: str | None = None
-    links: int | None = None  # id of a ticket resolved too long ago to reopen
-
-
-@dataclass(frozen=True, slots=True)
-class AppendToTicket:
-    ticket_id: int
-    internal: bool
-    hits: tuple[str, ...]
-    reopen: bool = False  # a customer's reply to a resolved ticket
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorReply:
-    """An authenticated operator answered through a valid operator token."""
-
-    ticket_id: int
-    note: bool  # keep it internal (note address or #note) instead of relaying it
-    commands: tuple[Command, ...]
-    text: str  # the reply without the command block
-    hits: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RejectCommands:
-    """An operator's commands did not all check out: nothing changes, they are told."""
-
-    ticket_id: int
-    errors: tuple[str, ...]
-    hits: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerChallenge:
-    """The admin mailbox replied to a confirmation request."""
-
-    token: str
-    action: str  # confirm | refuse
-    hits: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Duplicate:
-    article_id: int
-    hits: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Discard:
-    """Kept in the inbound store with the reason, but no ticket is touched."""
-
-    reason: str
-    hits: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Quarantine:
-    reason: str
-    hits: tuple[str, ...]
-
-
-Verdict = (
-    OpenTicket
-    | AppendToTicket
-    | OperatorReply
-    | RejectCommands
-    | AnswerChallenge
-    | Duplicate
-    | Discard
-    | Quarantine
-)
 
 
 def decide(f: Facts) -> Verdict:
@@ -193,7 +124,7 @@ def _continue(f: Facts, hits: list[str]) -> Verdict:
         # An operator's mail without the operator token is never relayed.
         return AppendToTicket(match.ticket_id, True, (*hits, "operator-without-token"))
     thread = f.thread
-    if thread is not None and thread.status in ("resolved", "closed"):
+    if thread is not None and thread.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
         resolved = thread.resolved_at
         if resolved is not None and resolved < thread.reopen_before:
             hits.append(f"reopen-expired:{match.number}")

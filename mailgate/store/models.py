@@ -28,6 +28,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from mailgate.store.states import TicketStatus
+
 # Deterministic constraint names so migrations can refer to them on every backend.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -111,7 +113,7 @@ class Ticket(Base):
     queue: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16), default="normal")
     # new | open | pending | resolved | closed
-    status: Mapped[str] = mapped_column(String(16), default="new")
+    status: Mapped[str] = mapped_column(String(16), default=TicketStatus.NEW)
     requester: Mapped[str] = mapped_column(String(512), index=True)
     requester_name: Mapped[str] = mapped_column(String(512), default="")
     language: Mapped[str] = mapped_column(String(8))

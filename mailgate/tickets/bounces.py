@@ -33,6 +33,7 @@ from mailgate.daemon.runtime import Runtime
 from mailgate.parse.message import Bounce
 from mailgate.replies import notes, outbox, verp
 from mailgate.store.models import OutboxMessage, Suppression, Ticket
+from mailgate.store.states import OutboxStatus
 from mailgate.tickets.correlate import Match, Threading
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def record(
         # Neither status nor action: keep what we learnt, but act only on certainty.
         event("bounce", reason)
         return ("bounce:unclear",)
-    row.status = "bounced"
+    row.status = OutboxStatus.BOUNCED
     row.reason = reason
     event("bounce", reason)
     hits = ["bounce:permanent"]

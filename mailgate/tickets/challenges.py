@@ -29,6 +29,7 @@ from mailgate.daemon.runtime import Runtime
 from mailgate.replies import notify
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Challenge, Ticket
+from mailgate.store.states import ChallengeOutcome
 from mailgate.verify import directory
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def answer(
         return Outcome("used", number)
     if row.expires_at <= now:
         return Outcome("expired", number)
-    outcome = "confirmed" if action == "confirm" else "refused"
+    outcome = ChallengeOutcome.CONFIRMED if action == "confirm" else ChallengeOutcome.REFUSED
     claimed = session.execute(
         update(Challenge)
         .where(
@@ -226,14 +227,14 @@ def sweep(rt: Runtime) -> tuple[int, int]:
             session.execute(
                 update(Challenge)
                 .where(Challenge.ticket_id == ticket_id, Challenge.used_at.is_(None))
-                .values(used_at=now, outcome="expired")
+                .values(used_at=now, outcome=ChallengeOutcome.EXPIRED)
                 .execution_options(synchronize_session=False)
             )
             ticket = session.get_one(Ticket, ticket_id)
             if ticket.authorization == "awaiting_confirmation":
                 ticket.authorization = "consultative"
                 ticket.updated_at = now
-            _tell_requester(session, rt, ticket, "expired")
+            _tell_requester(session, rt, ticket, ChallengeOutcome.EXPIRED)
             expired += 1
         waiting = session.scalars(
             select(Challenge).where(

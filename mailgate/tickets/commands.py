@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from mailgate.durations import parse_duration
+from mailgate.store.states import TicketStatus
 
-STATUSES = ("open", "pending", "resolved", "closed")
+STATUSES = tuple(s.value for s in TicketStatus if s is not TicketStatus.NEW)
 PRIORITIES = ("high", "normal")
 _LINE = re.compile(r"^#([a-z][a-z_-]*)\b[ \t]*(.*)$", re.IGNORECASE)
 MAX_BLOCK = 20  # lines; a longer run of #lines is text, not commands

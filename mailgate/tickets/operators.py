@@ -26,6 +26,7 @@ from mailgate.replies import notes, notify, tokens
 from mailgate.replies.render import Quoted
 from mailgate.store import memo
 from mailgate.store.models import Article, Attachment, Blob, Operator, Ticket
+from mailgate.store.states import TicketStatus
 from mailgate.tickets.commands import Command
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # per notice; larger files stay in mailgate
@@ -253,12 +254,12 @@ def carry_out(
 
 
 def set_status(ticket: Ticket, status: str, now: datetime) -> None:
-    if status == "resolved" and ticket.status != "resolved":
+    if status == TicketStatus.RESOLVED and ticket.status != TicketStatus.RESOLVED:
         ticket.resolved_at = now
-    if status == "closed":
+    if status == TicketStatus.CLOSED:
         ticket.closed_at = now
         ticket.resolved_at = ticket.resolved_at or now
-    if status in ("open", "pending"):
+    if status in (TicketStatus.OPEN, TicketStatus.PENDING):
         ticket.resolved_at = ticket.closed_at = None
     ticket.status = status
 

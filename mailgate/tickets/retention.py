@@ -20,6 +20,7 @@ from sqlalchemy import and_, exists, select, update
 from mailgate.daemon.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Article, Attachment, Blob, InboundMessage, OutboxMessage, Ticket
+from mailgate.store.states import InboundStatus, OutboxStatus
 
 
 def purge(rt: Runtime) -> tuple[int, int]:
@@ -35,7 +36,7 @@ def purge(rt: Runtime) -> tuple[int, int]:
             .where(
                 InboundMessage.received_at < cutoff,
                 InboundMessage.purged_at.is_(None),
-                InboundMessage.status == "done",
+                InboundMessage.status == InboundStatus.DONE,
             )
             .values(raw=b"", purged_at=now)
             .execution_options(synchronize_session=False)
@@ -72,7 +73,7 @@ def export(rt: Runtime, number: int, path: Path) -> int:
                 raw = session.scalar(
                     select(OutboxMessage.raw).where(
                         OutboxMessage.message_id == article.message_id,
-                        OutboxMessage.status == "sent",
+                        OutboxMessage.status == OutboxStatus.SENT,
                     )
                 )
             else:

@@ -23,6 +23,7 @@ from mailgate.replies import notes
 from mailgate.replies.render import Quoted
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Ticket
+from mailgate.store.states import TicketStatus
 from mailgate.tickets import operators
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def escalate(rt: Runtime) -> int:
         overdue = session.scalars(
             select(Ticket)
             .where(
-                Ticket.status.in_(("new", "open", "pending")),
+                Ticket.status.in_((TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)),
                 Ticket.first_response_at.is_(None),
                 Ticket.escalated_at.is_(None),
                 Ticket.first_response_due <= now,
@@ -100,11 +101,11 @@ def close_resolved(rt: Runtime) -> int:
     with translate_db_errors(), rt.sessions.begin() as session:
         due = session.scalars(
             select(Ticket)
-            .where(Ticket.status == "resolved", Ticket.resolved_at <= cutoff)
+            .where(Ticket.status == TicketStatus.RESOLVED, Ticket.resolved_at <= cutoff)
             .limit(BATCH)
             .with_for_update(skip_locked=True)
         ).all()
         for ticket in due:
-            operators.set_status(ticket, "closed", now)
+            operators.set_status(ticket, TicketStatus.CLOSED, now)
             ticket.updated_at = now
         return len(due)
