@@ -87,7 +87,7 @@ format = "json"
         self, *args: str, timeout: float = 60, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "mailgate.cli", "--config", str(self.config), *args],
+            [sys.executable, "-m", "mailgate", "--config", str(self.config), *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -103,7 +103,7 @@ format = "json"
         assert upgraded.returncode == 0, upgraded.stderr
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mailgate.cli", "--config", str(self.config), "serve"],
+                [sys.executable, "-m", "mailgate", "--config", str(self.config), "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_cli(config: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "mailgate.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "mailgate", "--config", str(config), *args],
         input=stdin,
         capture_output=True,
         timeout=60,

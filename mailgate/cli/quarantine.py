@@ -1,0 +1,91 @@
+"""``quarantine``: inbound messages set aside — by the policy, or because processing
+failed for good or too often.  List them, show one (``--raw`` for the stored bytes),
+and replay them into the processing queue after a fix."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from mailgate.cli.root import Context, iso, main, pass_ctx
+from mailgate.store.models import InboundMessage
+
+
+@main.group()
+def quarantine() -> None:
+    """Messages that could not be processed: list, inspect, replay."""
+
+
+def inbound_json(m: InboundMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "received_at": iso(m.received_at),
+        "source": m.source,
+        "mail_from": m.mail_from,
+        "rcpt_to": m.rcpt_to,
+        "message_id": m.message_id,
+        "size": m.size,
+        "status": m.status,
+        "reason": m.reason,
+        "attempts": m.attempts,
+        "last_error": m.last_error,
+        "rule_hits": m.rule_hits,
+    }
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def quarantine_list(ctx: Context, as_json: bool) -> None:
+    with ctx.session() as (_, session):
+        rows = session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.status == "quarantined")
+            .order_by(InboundMessage.id)
+        ).all()
+        docs = [inbound_json(m) for m in rows]
+    if as_json:
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    for d in docs:
+        click.echo(f"{d['id']:<8} {d['received_at']} {d['reason']:<22} {d['mail_from']}")
+    click.echo(f"({len(docs)} quarantined)")
+
+
+@quarantine.command("show")
+@click.argument("inbound_id", type=int)
+@click.option("--raw", is_flag=True, help="Print the stored message bytes.")
+@pass_ctx
+def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
+    with ctx.session() as (_, session):
+        m = session.get(InboundMessage, inbound_id)
+        if m is None:
+            click.echo(f"no inbound message {inbound_id}", err=True)
+            sys.exit(1)
+        if raw:
+            sys.stdout.buffer.write(m.raw)
+            return
+        click.echo(json.dumps(inbound_json(m), ensure_ascii=False, indent=2))
+
+
+@quarantine.command("replay")
+@click.argument("inbound_ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every quarantined message.")
+@pass_ctx
+def quarantine_replay(ctx: Context, inbound_ids: tuple[int, ...], replay_all: bool) -> None:
+    """Put quarantined messages back in the processing queue (after a fix)."""
+    with ctx.session(write=True) as (rt, session):
+        query = select(InboundMessage).where(InboundMessage.status == "quarantined")
+        if not replay_all:
+            query = query.where(InboundMessage.id.in_(inbound_ids))
+        rows = session.scalars(query).all()
+        now = rt.clock()
+        for m in rows:
+            m.status, m.attempts, m.next_attempt_at = "received", 0, now
+            m.reason = None
+        count = len(rows)
+    click.echo(f"{count} message(s) queued for processing again")

@@ -1,0 +1,90 @@
+"""Running mailgate: ``serve`` (the daemon), ``drain`` (process what is pending, then
+exit), ``check`` (is this install ready?) and ``db upgrade`` (the schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from mailgate.cli.root import EX_TEMPFAIL, Context, main, pass_ctx, require_schema
+from mailgate.config import load
+from mailgate.daemon import app
+from mailgate.daemon.runtime import Runtime
+from mailgate.errors import TemporaryError
+from mailgate.pipeline import batches
+from mailgate.replies import outbox
+from mailgate.store import migrate
+
+
+@main.command()
+@pass_ctx
+def serve(ctx: Context) -> None:
+    """Run the daemon: SMTP/LMTP listeners, worker, outbox, health endpoints."""
+    rt = ctx.runtime()
+    require_schema(rt)
+    try:
+        # SIGHUP re-reads the same file and environment the daemon started from.
+        asyncio.run(app.serve(rt, reread=lambda: load(ctx.config_path)))
+    finally:
+        rt.close()
+
+
+@main.command("check")
+@pass_ctx
+def check_cmd(ctx: Context) -> None:
+    """Check config, database and schema, templates and the relay; exit 1 on a problem."""
+    from mailgate.daemon.check import report, run_checks
+
+    settings = ctx.settings  # a bad config exits 78 here, listing every problem
+    click.echo(f"ok   config     {ctx.config_path or '(built-in defaults)'}")
+    rt = Runtime.create(settings)
+    try:
+        findings = run_checks(rt)
+    finally:
+        rt.close()
+    for line in report(findings):
+        click.echo(line)
+    if not all(f.ok for f in findings):
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Create or migrate the schema to the newest revision."""
+    rt = ctx.runtime()
+    try:
+        migrate.upgrade(rt.engine)
+    finally:
+        rt.close()
+    click.echo("database is at the newest schema revision")
+
+
+@main.command()
+@click.option("--no-send", is_flag=True, help="Process only; leave the outbox alone.")
+@pass_ctx
+def drain(ctx: Context, no_send: bool) -> None:
+    """Process everything pending (and send what is due), then exit."""
+    rt = ctx.runtime()
+    processed = sent = 0
+    try:
+        require_schema(rt)
+        worker = batches.Worker(rt)
+        while n := worker.run_pending(50):
+            processed += n
+        if not no_send:
+            while n := outbox.flush(rt, 100):
+                sent += n
+    except TemporaryError as exc:
+        click.echo(f"mailgate: {exc}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    finally:
+        rt.close()
+    click.echo(f"processed {processed} messages, attempted {sent} outgoing")

@@ -1,0 +1,83 @@
+"""Configuration: the settings types (``settings``) and how they are loaded (``load``).
+
+Everything the rest of mailgate uses is re-exported here, so callers write
+``from mailgate.config import Settings`` or ``config.load(path)`` without knowing which
+module defines it.  This package sits below the store: it imports only ``errors`` and
+``durations``.
+"""
+
+from __future__ import annotations
+
+from mailgate.config.load import (
+    ENV_PREFIX,
+    TABLE_LISTS,
+    build,
+    is_address,
+    is_loopback,
+    load,
+    parse_hostport,
+)
+from mailgate.config.settings import (
+    IMAP_AUTH_MODES,
+    IMAP_TLS_MODES,
+    LISTS,
+    PRIORITY_KEYWORDS,
+    QUEUES_DEFAULT,
+    DaemonSettings,
+    DatabaseSettings,
+    DirectorySettings,
+    DkimKey,
+    DkimSettings,
+    HelpdeskSettings,
+    HttpSettings,
+    ImapAccountSettings,
+    LimitSettings,
+    ListenerSettings,
+    LogSettings,
+    OutboundSettings,
+    PrioritySettings,
+    ProcessingSettings,
+    RetentionSettings,
+    Settings,
+    SlaSettings,
+    TemplateSettings,
+    ThreadingSettings,
+    VerifySettings,
+    section_types,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "IMAP_AUTH_MODES",
+    "IMAP_TLS_MODES",
+    "LISTS",
+    "PRIORITY_KEYWORDS",
+    "QUEUES_DEFAULT",
+    "TABLE_LISTS",
+    "DaemonSettings",
+    "DatabaseSettings",
+    "DirectorySettings",
+    "DkimKey",
+    "DkimSettings",
+    "HelpdeskSettings",
+    "HttpSettings",
+    "ImapAccountSettings",
+    "LimitSettings",
+    "ListenerSettings",
+    "LogSettings",
+    "OutboundSettings",
+    "PrioritySettings",
+    "ProcessingSettings",
+    "RetentionSettings",
+    "Settings",
+    "SlaSettings",
+    "TemplateSettings",
+    "ThreadingSettings",
+    "VerifySettings",
+    "build",
+    "is_address",
+    "is_loopback",
+    "load",
+    "parse_hostport",
+    "section_types",
+]
