@@ -6,54 +6,14 @@ from __future__ import annotations
 
 import re
 import socket
-import uuid
-from collections.abc import Iterator
 
-import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from mailgate.config import DatabaseSettings
-from mailgate.store.db import make_engine
-from mailgate.store.models import InboundMessage, Ticket
+from tests.e2e.customer import inbound, new_id, send, ticket_of
 from tests.e2e.infra import HELPDESK_DOMAIN, Dovecot, Mailgate, Postfix, wait_for
 
 ALICE, BOB, CAROL = "alice@customer.example", "bob@customer.example", "carol@customer.example"
 SUPPORT = f"support@{HELPDESK_DOMAIN}"
-
-
-@pytest.fixture
-def db(running: Mailgate) -> Iterator[Engine]:
-    engine = make_engine(DatabaseSettings(url=running.db_url))
-    yield engine
-    engine.dispose()
-
-
-def new_id() -> str:
-    return f"{uuid.uuid4().hex}@customer.example"
-
-
-def send(postfix: Postfix, sender: str, to: str, msgid: str, subject: str, body: str) -> None:
-    postfix.swaks(
-        "--from", sender, "--to", to,
-        "--header", f"Message-Id: <{msgid}>", "--header", f"Subject: {subject}",
-        "--header", f"From: {sender}", "--body", body,
-    )  # fmt: skip
-
-
-def inbound(db: Engine, msgid: str) -> list[InboundMessage]:
-    with db.connect() as conn:
-        rows = conn.execute(select(InboundMessage).where(InboundMessage.message_id == msgid))
-        return list(rows)  # type: ignore[arg-type]
-
-
-def ticket_of(db: Engine, msgid: str) -> Ticket:
-    with db.connect() as conn:
-        row = conn.execute(
-            select(Ticket)
-            .join(InboundMessage, InboundMessage.ticket_id == Ticket.id)
-            .where(InboundMessage.message_id == msgid)
-        ).one()
-    return row  # type: ignore[return-value]
 
 
 def test_customer_mail_becomes_a_ticket_and_the_ack_reaches_their_inbox(
