@@ -16,8 +16,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from tests.e2e.customer import inbound, new_id, send, ticket_of
-from tests.e2e.exim import Exim, exim_binary
+from tests.e2e.customer import (
+    inbound,
+    kept_inside,
+    new_id,
+    send,
+    send_raw,
+    smuggling,
+    ticket_of,
+)
+from tests.e2e.exim import CUSTOMER_HOST, Exim, exim_binary
 from tests.e2e.infra import HELPDESK_DOMAIN, Dovecot, Mailgate, wait_for
 
 ALICE, BOB, CAROL = "alice@customer.example", "bob@customer.example", "carol@customer.example"
@@ -147,3 +155,24 @@ def test_several_recipients_in_one_lmtp_delivery_and_exim_bounces_only_the_unkno
     dsn = dovecot.find(CAROL, "Subject", "Mail delivery failed")
     assert re.findall(rb"^Final-Recipient: rfc822;(\S+)", dsn, re.M) == [unknown.encode()]
     assert exim.panics() == []
+
+
+@pytest.mark.parametrize(
+    "end_of_data",
+    ["\n.\r\n", "\r\n.\n", "\n.\n"],
+    ids=["LF.CRLF", "CRLF.LF (CVE-2023-51766)", "LF.LF"],
+)
+def test_smtp_smuggling_through_exim_stays_inside_one_message(
+    exim: Exim, dovecot: Dovecot, running: Mailgate, db: Engine, end_of_data: str
+) -> None:
+    """Exim (Debian's 4.96 since deb12u4, upstream 4.97.1) takes a bare-LF "end of data"
+    followed by a second transaction as text of the first message: one mail to mailgate,
+    no forged second one."""
+    msgid = new_id()
+    smuggled = new_id()
+    payload = smuggling(ALICE, SUPPORT, msgid, smuggled, end_of_data)
+    final = send_raw(exim.smtp_port, ALICE, SUPPORT, payload, source=CUSTOMER_HOST)
+    assert final.startswith("250"), final
+    dovecot.find(ALICE, "In-Reply-To", msgid)  # the real message was processed
+    kept_inside(db, msgid, smuggled)
+    assert exim.log_lines(f"<= ceo@{HELPDESK_DOMAIN}") == []

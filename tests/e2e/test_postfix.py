@@ -5,11 +5,18 @@ the customer reads the acknowledgement back over IMAP."""
 from __future__ import annotations
 
 import re
-import socket
 
 from sqlalchemy import Engine
 
-from tests.e2e.customer import inbound, new_id, send, ticket_of
+from tests.e2e.customer import (
+    inbound,
+    kept_inside,
+    new_id,
+    send,
+    send_raw,
+    smuggling,
+    ticket_of,
+)
 from tests.e2e.infra import HELPDESK_DOMAIN, Dovecot, Mailgate, Postfix, wait_for
 
 ALICE, BOB, CAROL = "alice@customer.example", "bob@customer.example", "carol@customer.example"
@@ -85,39 +92,8 @@ def test_smtp_smuggling_through_postfix_stays_inside_one_message(
     data" followed by a second transaction is kept as text of the first message."""
     msgid = new_id()
     smuggled = new_id()
-    payload = (
-        f"From: {ALICE}\r\nTo: {SUPPORT}\r\nSubject: harmless\r\nMessage-Id: <{msgid}>\r\n\r\n"
-        "hello\r\n"
-        "\n.\r\n"  # the smuggler's end of data: <LF>.<CR><LF>
-        f"MAIL FROM:<ceo@{HELPDESK_DOMAIN}>\r\nRCPT TO:<{SUPPORT}>\r\nDATA\r\n"
-        f"From: ceo@{HELPDESK_DOMAIN}\r\nMessage-Id: <{smuggled}>\r\nSubject: smuggled\r\n\r\n"
-        "pay now\r\n"
-        ".\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", postfix.smtp_port), timeout=20) as sock:
-        f = sock.makefile("rwb")
-
-        def say(line: str) -> str:
-            if line:
-                f.write(line.encode() + b"\r\n")
-                f.flush()
-            reply = f.readline().decode()
-            while reply[3:4] == "-":
-                reply = f.readline().decode()
-            return reply
-
-        assert say("").startswith("220")
-        assert say("EHLO smuggler.customer.example").startswith("250")
-        assert say(f"MAIL FROM:<{ALICE}>").startswith("250")
-        assert say(f"RCPT TO:<{SUPPORT}>").startswith("250")
-        assert say("DATA").startswith("354")
-        f.write(payload.encode())
-        f.flush()
-        final = f.readline().decode()
-        assert final.startswith("250"), final
-        say("QUIT")
-    dovecot.find(ALICE, "In-Reply-To", msgid)  # the real message was processed ...
-    [row] = inbound(db, msgid)
-    assert b"pay now" in row.raw  # ... and carries the smuggled text as its own body
-    assert inbound(db, smuggled) == []  # which never became a message of its own
-    assert not re.search(rb"^Message-Id: <" + smuggled.encode(), row.raw[:200], re.M)
+    payload = smuggling(ALICE, SUPPORT, msgid, smuggled, "\n.\r\n")  # <LF>.<CR><LF>
+    final = send_raw(postfix.smtp_port, ALICE, SUPPORT, payload)
+    assert final.startswith("250"), final
+    dovecot.find(ALICE, "In-Reply-To", msgid)  # the real message was processed
+    kept_inside(db, msgid, smuggled)
