@@ -2,10 +2,11 @@
 for the whole session, under a directory the unprivileged Postfix and Dovecot processes
 can enter (pytest's own tmp dirs are 0700).
 
-These tests need root and Debian's postfix, dovecot and swaks (``.ci/install-mail-
-servers.sh``).  Without them they are skipped on a developer's machine, but under CI
-(``CI`` set, as ``.ci/run`` does) a missing server is a failure: the suite must never go
-green by silently not running.
+These tests need root and Debian's postfix, dovecot and swaks, and Exim unpacked beside
+them (``.ci/install-mail-servers.sh``; test_exim.py checks for Exim itself).  Without
+them they are skipped on a developer's machine, but under CI (``CI`` set, as ``.ci/run``
+does) a missing server is a failure: the suite must never go green by silently not
+running.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from mailgate.config import DatabaseSettings
+from mailgate.store.db import make_engine
 from tests.e2e.infra import Dovecot, Mailgate, Postfix
 
 NEEDED = ("postfix", "postqueue", "dovecot", "swaks")
@@ -83,3 +87,11 @@ def running(mailgate: Mailgate) -> Mailgate:
     if mailgate.proc is None or mailgate.proc.poll() is not None:
         mailgate.start()
     return mailgate
+
+
+@pytest.fixture
+def db(running: Mailgate) -> Iterator[Engine]:
+    """The database of the mailgate a test drives (``running``; test_exim.py has its own)."""
+    engine = make_engine(DatabaseSettings(url=running.db_url))
+    yield engine
+    engine.dispose()

@@ -5,55 +5,22 @@ the customer reads the acknowledgement back over IMAP."""
 from __future__ import annotations
 
 import re
-import socket
-import uuid
-from collections.abc import Iterator
 
-import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from mailgate.config import DatabaseSettings
-from mailgate.store.db import make_engine
-from mailgate.store.models import InboundMessage, Ticket
+from tests.e2e.customer import (
+    inbound,
+    kept_inside,
+    new_id,
+    send,
+    send_raw,
+    smuggling,
+    ticket_of,
+)
 from tests.e2e.infra import HELPDESK_DOMAIN, Dovecot, Mailgate, Postfix, wait_for
 
 ALICE, BOB, CAROL = "alice@customer.example", "bob@customer.example", "carol@customer.example"
 SUPPORT = f"support@{HELPDESK_DOMAIN}"
-
-
-@pytest.fixture
-def db(running: Mailgate) -> Iterator[Engine]:
-    engine = make_engine(DatabaseSettings(url=running.db_url))
-    yield engine
-    engine.dispose()
-
-
-def new_id() -> str:
-    return f"{uuid.uuid4().hex}@customer.example"
-
-
-def send(postfix: Postfix, sender: str, to: str, msgid: str, subject: str, body: str) -> None:
-    postfix.swaks(
-        "--from", sender, "--to", to,
-        "--header", f"Message-Id: <{msgid}>", "--header", f"Subject: {subject}",
-        "--header", f"From: {sender}", "--body", body,
-    )  # fmt: skip
-
-
-def inbound(db: Engine, msgid: str) -> list[InboundMessage]:
-    with db.connect() as conn:
-        rows = conn.execute(select(InboundMessage).where(InboundMessage.message_id == msgid))
-        return list(rows)  # type: ignore[arg-type]
-
-
-def ticket_of(db: Engine, msgid: str) -> Ticket:
-    with db.connect() as conn:
-        row = conn.execute(
-            select(Ticket)
-            .join(InboundMessage, InboundMessage.ticket_id == Ticket.id)
-            .where(InboundMessage.message_id == msgid)
-        ).one()
-    return row  # type: ignore[return-value]
 
 
 def test_customer_mail_becomes_a_ticket_and_the_ack_reaches_their_inbox(
@@ -125,39 +92,8 @@ def test_smtp_smuggling_through_postfix_stays_inside_one_message(
     data" followed by a second transaction is kept as text of the first message."""
     msgid = new_id()
     smuggled = new_id()
-    payload = (
-        f"From: {ALICE}\r\nTo: {SUPPORT}\r\nSubject: harmless\r\nMessage-Id: <{msgid}>\r\n\r\n"
-        "hello\r\n"
-        "\n.\r\n"  # the smuggler's end of data: <LF>.<CR><LF>
-        f"MAIL FROM:<ceo@{HELPDESK_DOMAIN}>\r\nRCPT TO:<{SUPPORT}>\r\nDATA\r\n"
-        f"From: ceo@{HELPDESK_DOMAIN}\r\nMessage-Id: <{smuggled}>\r\nSubject: smuggled\r\n\r\n"
-        "pay now\r\n"
-        ".\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", postfix.smtp_port), timeout=20) as sock:
-        f = sock.makefile("rwb")
-
-        def say(line: str) -> str:
-            if line:
-                f.write(line.encode() + b"\r\n")
-                f.flush()
-            reply = f.readline().decode()
-            while reply[3:4] == "-":
-                reply = f.readline().decode()
-            return reply
-
-        assert say("").startswith("220")
-        assert say("EHLO smuggler.customer.example").startswith("250")
-        assert say(f"MAIL FROM:<{ALICE}>").startswith("250")
-        assert say(f"RCPT TO:<{SUPPORT}>").startswith("250")
-        assert say("DATA").startswith("354")
-        f.write(payload.encode())
-        f.flush()
-        final = f.readline().decode()
-        assert final.startswith("250"), final
-        say("QUIT")
-    dovecot.find(ALICE, "In-Reply-To", msgid)  # the real message was processed ...
-    [row] = inbound(db, msgid)
-    assert b"pay now" in row.raw  # ... and carries the smuggled text as its own body
-    assert inbound(db, smuggled) == []  # which never became a message of its own
-    assert not re.search(rb"^Message-Id: <" + smuggled.encode(), row.raw[:200], re.M)
+    payload = smuggling(ALICE, SUPPORT, msgid, smuggled, "\n.\r\n")  # <LF>.<CR><LF>
+    final = send_raw(postfix.smtp_port, ALICE, SUPPORT, payload)
+    assert final.startswith("250"), final
+    dovecot.find(ALICE, "In-Reply-To", msgid)  # the real message was processed
+    kept_inside(db, msgid, smuggled)
