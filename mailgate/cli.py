@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailgate.config import Settings, is_address, load
-from mailgate.daemon import app, logs
+from mailgate.daemon import app, logs, wiring
 from mailgate.daemon.runtime import Runtime
 from mailgate.errors import ConfigError, PermanentError, TemporaryError
 from mailgate.ingest import imap as imap_ingest
@@ -62,7 +62,7 @@ class Context:
         return self._settings
 
     def runtime(self) -> Runtime:
-        return Runtime.create(self.settings)
+        return wiring.build(self.settings)
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[tuple[Runtime, Session]]:
@@ -113,7 +113,7 @@ def check_cmd(ctx: Context) -> None:
 
     settings = ctx.settings  # a bad config exits 78 here, listing every problem
     click.echo(f"ok   config     {ctx.config_path or '(built-in defaults)'}")
-    rt = Runtime.create(settings)
+    rt = wiring.build(settings)
     try:
         findings = run_checks(rt)
     finally:
