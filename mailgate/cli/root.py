@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailgate.config import Settings, load
-from mailgate.daemon import logs
+from mailgate.daemon import logs, wiring
 from mailgate.daemon.runtime import Runtime
 from mailgate.errors import ConfigError
 from mailgate.ingest.pipe import EX_DATAERR, EX_TEMPFAIL
@@ -53,7 +53,7 @@ class Context:
         return self._settings
 
     def runtime(self) -> Runtime:
-        return Runtime.create(self.settings)
+        return wiring.build(self.settings)
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[tuple[Runtime, Session]]:

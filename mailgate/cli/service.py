@@ -10,8 +10,7 @@ import click
 
 from mailgate.cli.root import EX_TEMPFAIL, Context, main, pass_ctx, require_schema
 from mailgate.config import load
-from mailgate.daemon import app
-from mailgate.daemon.runtime import Runtime
+from mailgate.daemon import app, wiring
 from mailgate.errors import TemporaryError
 from mailgate.pipeline import batches
 from mailgate.replies import outbox
@@ -39,7 +38,7 @@ def check_cmd(ctx: Context) -> None:
 
     settings = ctx.settings  # a bad config exits 78 here, listing every problem
     click.echo(f"ok   config     {ctx.config_path or '(built-in defaults)'}")
-    rt = Runtime.create(settings)
+    rt = wiring.build(settings)
     try:
         findings = run_checks(rt)
     finally:

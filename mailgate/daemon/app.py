@@ -33,7 +33,7 @@ from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailgate.config import Settings, parse_hostport
-from mailgate.daemon import logs
+from mailgate.daemon import logs, wiring
 from mailgate.daemon.leader import Leadership
 from mailgate.daemon.runtime import Runtime
 from mailgate.daemon.webapp import make_app
@@ -87,6 +87,7 @@ class Daemon:
         self._worker = batches.Worker(rt)
         self._dispatcher = outbox.Dispatcher(rt)
         self._committer = GroupCommitter(rt.sessions, rt.clock)
+        self._bounce_address_ok = wiring.bounce_address_ok(rt)
         self._leader = Leadership(rt.engine)
         self.imap: ImapService | None = None
 
@@ -102,7 +103,13 @@ class Daemon:
             if not listener.listen:
                 continue
             host, port = parse_hostport(listener.listen)
-            factory, handler = protocol_factory(self.rt, lmtp, self._work.set, self._committer)
+            factory, handler = protocol_factory(
+                self.rt,
+                lmtp,
+                self._work.set,
+                self._committer,
+                bounce_address_ok=self._bounce_address_ok,
+            )
             server = await loop.create_server(self._guard(factory), host, port)
             self._servers.append(server)
             self._handlers.append(handler)
@@ -264,7 +271,7 @@ class Daemon:
             if getattr(new, name) != getattr(old, name):
                 log.warning("reload: [%s] changed; it takes effect after a restart", name)
         kept = {name: getattr(old, name) for name in RESTART_ONLY}
-        self.rt.reload(dataclasses.replace(new, **kept))
+        wiring.reload(self.rt, dataclasses.replace(new, **kept))
         logs.configure(self.rt.settings.log)
         log.info("reload: configuration and templates re-read")
 

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.parse.message import ParsedMessage
 from mailgate.replies import notes, notify, tokens
 from mailgate.replies.render import Quoted
@@ -28,6 +27,7 @@ from mailgate.store import memo
 from mailgate.store.models import Article, Attachment, Blob, Operator, Ticket
 from mailgate.store.states import TicketStatus
 from mailgate.tickets.commands import Command
+from mailgate.tickets.context import TicketContext
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # per notice; larger files stay in mailgate
 _ROSTER = "operators"
@@ -88,7 +88,7 @@ def names(session: Session) -> dict[str, str]:
 
 def notify_queue(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     article: Article,
     event: str,
@@ -131,7 +131,7 @@ def notify_queue(
     return len(recipients)
 
 
-def _note_address(session: Session, rt: Runtime, ticket: Ticket, to: str) -> str:
+def _note_address(session: Session, rt: TicketContext, ticket: Ticket, to: str) -> str:
     key = rt.threading_key(session)
     return tokens.reply_address(key, ticket.helpdesk_address, ticket.number, "n", to)
 
@@ -151,7 +151,7 @@ def _attachments(session: Session, article: Article) -> tuple[tuple[str, str, by
 
 def relay(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     text: str,
     operator: Operator,
@@ -211,7 +211,7 @@ def relay(
 
 def carry_out(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     commands: Sequence[Command],
     operator: Operator,
@@ -264,7 +264,7 @@ def set_status(ticket: Ticket, status: str, now: datetime) -> None:
     ticket.status = status
 
 
-def _holding_reply(session: Session, rt: Runtime, ticket: Ticket, inbound_id: int) -> None:
+def _holding_reply(session: Session, rt: TicketContext, ticket: Ticket, inbound_id: int) -> None:
     """Tell the requester when to expect an answer, and why it takes that long."""
     assert ticket.eta_at is not None
     notify.send(
@@ -283,7 +283,7 @@ def _holding_reply(session: Session, rt: Runtime, ticket: Ticket, inbound_id: in
 
 def reject(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     operator: Operator,
     errors: Sequence[str],
@@ -304,7 +304,7 @@ def reject(
 
 def mail_operator(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     kind: str,
     to: str,
