@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dkim.dnsplug import get_txt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +26,7 @@ from mailgate.replies.sender import RelayHealth, Transport
 from mailgate.replies.signing import Signer
 from mailgate.store import keys
 from mailgate.verify.authn import DnsFunc
+from mailgate.verify.dnscache import cached_txt
 from mailgate.verify.external import ExternalDirectory
 
 
@@ -47,7 +47,7 @@ class Runtime:
     clock: Clock = utcnow
     # DNS TXT lookups for DKIM keys and DMARC policies (dkimpy's signature); tests
     # inject a fake resolver.
-    dns: DnsFunc = get_txt
+    dns: DnsFunc = cached_txt
     # The company's own customer database, when [directory] url is set.
     external: ExternalDirectory | None = None
     metrics: Metrics = field(default_factory=Metrics)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from dkim.dnsplug import get_txt
-
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
 from mailgate.daemon.runtime import Runtime
@@ -26,6 +24,7 @@ from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transp
 from mailgate.replies.signing import Signer
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.verify.authn import DnsFunc
+from mailgate.verify.dnscache import cached_txt
 from mailgate.verify.external import ExternalDirectory
 
 
@@ -50,7 +49,7 @@ def build(
         configured_threading_key=_key(environ, settings.threading.secret_env),
         imap_passwords=imap_passwords,
         clock=clock,
-        dns=dns or (get_txt if settings.verify.dns_lookups else no_dns),
+        dns=dns or (cached_txt if settings.verify.dns_lookups else no_dns),
         external=ExternalDirectory(settings.directory, clock) if settings.directory.url else None,
         analyzer=make_analyzer(settings),
     )
