@@ -89,7 +89,11 @@ def european_score(text: str) -> float:
             continue
         # Symbols (¹ ¾ ¿ ³ …) and C1 controls: not prose.
         penalty += 5.0 if unicodedata.category(char) == "Cc" else 2.0
-    cyrillic = cyrillic_lower + 0.6 * cyrillic_upper
+    # Prose is mostly lower case; KOI8-R and cp1251 read as each other swap the case.
+    if cyrillic_lower >= cyrillic_upper:
+        cyrillic = cyrillic_lower + 0.6 * cyrillic_upper
+    else:
+        cyrillic = cyrillic_lower - 0.5 * cyrillic_upper
     return max(max(family_hits), cyrillic) + neutral - penalty
 
 

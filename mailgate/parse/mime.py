@@ -363,53 +363,61 @@ def _filename(part: Message, defects: list[str], hints: tuple[str, ...] = ()) ->
     """The sender's file name in any form: RFC 2231 (with or without a charset, or
     continuations), RFC 2047 encoded-words (invalid there, universal in practice) or
     raw 8-bit bytes in the message's charset."""
+    raw = _raw_filename(part, hints)
+    if raw is not None:
+        return header_text(raw, defects, hints)
     try:
         name = part.get_filename()  # RFC 2231 continuations and charsets
     except (LookupError, UnicodeError, ValueError):
         defects.append("attachment:bad-filename")
         return ""
-    if not name:
-        return ""
-    if "\ufffd" in name:
-        # RFC 2231 with an unknown charset (or none) over 8-bit bytes: take the raw
-        # parameter again and decode it ourselves.
-        raw = _raw_param(part)
-        if raw is not None:
-            name = raw
-    return header_text(name, defects, hints)
+    return header_text(name, defects, hints) if name else ""
 
 
-def _raw_param(part: Message) -> str | None:
-    """The filename parameter as the sender wrote it (percent-escapes undone)."""
-    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
-        value = part.get_param(param, None, header=header)
-        if value is None:
-            value = part.get_param(param + "*", None, header=header)
-        if isinstance(value, tuple):  # RFC 2231: (charset, language, text)
-            charset, _, text = value
-            data = _percent_bytes(text)
-            return (
-                data.decode(charset or "utf-8", "surrogateescape")
-                if _known(charset)
-                else (data.decode("utf-8", "surrogateescape"))
-            )
-        if isinstance(value, str):
-            return value
+_PARAM = re.compile(
+    r"""(?:^|;)\s*(filename|name)(\*\d+)?(\*)?\s*=\s*("(?:[^"\\]|\\.){0,1000}"|[^;\s]{0,1000})""",
+    re.IGNORECASE,
+)
+
+
+def _raw_filename(part: Message, hints: tuple[str, ...]) -> str | None:
+    """The file name read from the raw header, where the stdlib gets it wrong: raw
+    8-bit bytes (it replaces them with U+FFFD) and RFC 2231 values without a charset
+    (it reads them as ASCII).  None: leave it to the stdlib."""
+    for header in ("content-disposition", "content-type"):
+        value = next((str(v) for k, v in part.raw_items() if k.lower() == header), None)
+        if value is None or (value.isascii() and "*=''" not in value):
+            continue
+        want = "filename" if header == "content-disposition" else "name"
+        pieces: dict[int, tuple[bool, str]] = {}
+        for match in _PARAM.finditer(value.replace("\r\n", "").replace("\n", "")):
+            if match.group(1).lower() != want:
+                continue
+            index = int(match.group(2)[1:]) if match.group(2) else 0
+            text = match.group(4)
+            if text.startswith('"'):
+                text = re.sub(r"\\(.)", r"\1", text[1:-1])
+            pieces.setdefault(index, (bool(match.group(3)), text))
+        if pieces:
+            return _join_rfc2231([pieces[i] for i in sorted(pieces)], hints)
     return None
 
 
-def _percent_bytes(text: str) -> bytes:
-    raw = text.encode("utf-8", "surrogateescape")
+def _join_rfc2231(pieces: list[tuple[bool, str]], hints: tuple[str, ...]) -> str:
+    """Join RFC 2231 continuations; percent-encoded pieces are bytes in the charset the
+    first piece names (guessed when it names none or an unknown one)."""
+    charset = ""
+    data = bytearray()
+    for position, (encoded, text) in enumerate(pieces):
+        if encoded and position == 0 and text.count("'") >= 2:
+            charset, _, text = text.split("'", 2)
+        raw = text.encode("utf-8", "surrogateescape")
+        data += _percent_bytes(raw) if encoded else raw
+    return decode_bytes(bytes(data), charset or None, [], "attachment", hints)
+
+
+def _percent_bytes(raw: bytes) -> bytes:
     return re.sub(rb"%([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), raw)
-
-
-def _known(charset: str | None) -> bool:
-    import codecs
-
-    try:
-        return bool(charset) and codecs.lookup(str(charset)) is not None
-    except LookupError:
-        return False
 
 
 def _embedded_name(part: Message, defects: list[str], hints: tuple[str, ...]) -> str:
