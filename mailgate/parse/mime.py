@@ -250,6 +250,12 @@ def _delivery_status_text(part: Message, defects: list[str]) -> str:
     for block in children(part):
         lines = [f"{name}: {raw_text(value, defects)}" for name, value in block.raw_items()]
         blocks.append("\n".join(lines))
+        rest = block.get_payload(decode=True) if not block.is_multipart() else None
+        if isinstance(rest, bytes) and rest.strip():
+            # message/global-delivery-status is parsed as one message: the per-message
+            # block as its header, the per-recipient blocks (UTF-8, RFC 6533) as its body.
+            text = decode_bytes(rest, "utf-8", defects, "delivery-status")
+            blocks.append(text.replace("\r\n", "\n").strip("\n"))
     return "\n\n".join(blocks)
 
 

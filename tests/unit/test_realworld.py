@@ -37,7 +37,7 @@ def _id(path: Path) -> str:
 
 def test_every_class_has_samples() -> None:
     classes = {path.parent.name for path in SAMPLES}
-    assert {"replies", "charsets", "mime", "from"} <= classes
+    assert {"replies", "charsets", "mime", "from", "bounces", "autoreplies"} <= classes
     for path in SAMPLES:
         assert path.with_suffix(".json").is_file(), path
 
