@@ -37,10 +37,12 @@ from mailgate.parse.replymarks import (
     SIGNATURE_DASHES,
     VERB_ANY,
     VERB_END,
+    VERB_SUFFIXES,
     WROTE_ON_VERBS,
 )
 
 _MAX_LINE = 500  # longer lines are text, never a header
+_MARKED = re.compile(r"[:：]|--|__")
 _SIGNATURE_LINES = 7  # a closing formula opens a signature of at most this many lines
 _SIGNATURE_WIDTH = 80
 
@@ -137,8 +139,8 @@ def _reply_header_at(lines: list[str], index: int, line: str) -> int:
     # body lines have neither, and the regexes below stay off them.
     if len(line) > _MAX_LINE or line.lstrip().startswith(">") or not line.strip():
         return 0
-    marked = any(mark in line for mark in (":", "：", "--", "__")) or ":" in following
-    if not marked and not VERB_END.search(line[-40:]):
+    marked = _MARKED.search(line) is not None or ":" in following
+    if not marked and not _ends_with_verb(line):
         return 0
     if re.search(r"[^\W\d_]", line) and ORIGINAL_MESSAGE.match(line):
         return 1
@@ -159,6 +161,11 @@ def _reply_header_at(lines: list[str], index: int, line: str) -> int:
         if ATTRIBUTION_START.match(line) and not _is_attribution(following):
             return 2
     return 0
+
+
+def _ends_with_verb(line: str) -> bool:
+    tail = line[-40:].rstrip().rstrip("-").rstrip().lower()
+    return tail.endswith(VERB_SUFFIXES) and bool(VERB_END.search(line[-40:]))
 
 
 def _next_nonblank(lines: list[str], start: int) -> int | None:
@@ -205,7 +212,7 @@ def _is_attribution(line: str) -> bool:
     line = line.rstrip()
     if len(line) > _ATTRIBUTION_MAX or not re.search(r"[\d@]", line):
         return False
-    if not line.endswith((":", "：", "-")) and not VERB_END.search(line[-40:]):
+    if not line.endswith((":", "：", "-")) and not _ends_with_verb(line):
         return False
     if ADDRESS_COLON.search(line):
         return True
