@@ -147,6 +147,40 @@ _TRAILING_DOT = re.compile(r"(@[^\s<>()@,;:\"]+)\.(?=\s*(?:>|\(|$))")
 _DAEMON_NAME = re.compile(r"^\s*(?:[^<>@]*<)?\s*(?:mailer[-_]daemon|postmaster)\s*>?\s*$", re.I)
 
 
+def _name_is_address(value: str) -> str:
+    """``a@b <a@b>``: an unquoted display name that *is* the address (common, and
+    unambiguous: both readings give the same mailbox)."""
+    match = _SAME_TWICE.fullmatch(value)
+    return (
+        f"<{match.group(2)}>"
+        if match and match.group(1).lower() == match.group(2).lower()
+        else value
+    )
+
+
+_SAME_TWICE = re.compile(r"\s*([^\s<>\"(),;:]{1,254})\s*<\s*([^\s<>\"(),;:]{1,254})\s*>\s*")
+# Cosmetic defects that leave exactly one possible mailbox: each repair is tried alone.
+_REPAIRS = (
+    (lambda v: _TRAILING_DOT.sub(r"\1", v), "from:domain-trailing-dot"),
+    (lambda v: v.rstrip().rstrip(",;").rstrip(), "from:trailing-separator"),
+    (_name_is_address, "from:name-is-address"),
+    (
+        lambda v: f"{v.rstrip()}>" if v.count("<") == 1 and ">" not in v else v,
+        "from:unclosed-angle",
+    ),
+)
+
+
+def _cosmetic_repair(value: str) -> tuple[Address, str] | None:
+    for repair, defect in _REPAIRS:
+        repaired = repair(value)
+        if repaired != value:
+            result = _mailbox(repaired)
+            if isinstance(result, Address):
+                return result, defect
+    return None
+
+
 def from_identity(
     values: list[str], defects: list[str], hints: tuple[str, ...] = ()
 ) -> Address | None:
@@ -195,13 +229,12 @@ def _one_from(raw: str, defects: list[str], hints: tuple[str, ...]) -> Address |
         return None
     result = _mailbox(value)
     if isinstance(result, str):
-        undotted = _TRAILING_DOT.sub(r"\1", value)
-        retry = _mailbox(undotted) if undotted != value else result
-        if isinstance(retry, str):
+        repaired = _cosmetic_repair(value)
+        if repaired is None:
             defects.append(f"from:{result}")
             return None
-        defects.append("from:domain-trailing-dot")
-        result = retry
+        result, defect = repaired
+        defects.append(defect)
     if eight_bit:
         local = data.rpartition(b"<")[2] if b"<" in data else data
         if not result.name or not local.isascii() or not result.address.isascii():

@@ -11,6 +11,7 @@ pure ASCII on the wire and are decoded like any other, never passed through as A
 from __future__ import annotations
 
 import codecs
+import re
 
 from mailgate.parse.detect import european_score, guess_charset
 
@@ -36,6 +37,13 @@ _CHARSET_ALIASES = {
     "x-koi8-r": "koi8_r",
     "win-1251": "cp1251",
     "win-1250": "cp1250",
+    "windows-31j": "cp932",
+    "x-mac-cyrillic": "mac-cyrillic",
+    "iso-10646-ucs-2": "utf-16-be",
+    "ucs-2": "utf-16-be",
+    "unicode": "utf-16",
+    "gb_2312-80": "gb18030",
+    "ks_c_5601": "cp949",
 }
 # Stateful 7-bit charsets: their text is ASCII bytes with escape sequences.
 _SEVEN_BIT = frozenset(
@@ -56,6 +64,8 @@ def _codec(charset: str | None) -> str | None:
         return None
     name = charset.strip().strip('"').lower()
     name = _CHARSET_ALIASES.get(name, name)
+    # "x-cp1250", "cp-1251", "win1250": the same code pages under a prefix or a dash.
+    name = re.sub(r"^(?:x-)?(?:cp|win|windows)-?(12\d\d|8[5-7]\d)$", r"cp\1", name)
     try:
         info = codecs.lookup(name)
     except (LookupError, ValueError):
