@@ -145,7 +145,7 @@ def _mislabelled(data: bytes, text: str, codec: str) -> bool:
     """
     if codec not in _ANY_BYTES:
         return False
-    sample = text[:4096]
+    sample = text[:2048]
     if european_score(sample) > 0:
         return False
     try:

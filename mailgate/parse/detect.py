@@ -22,9 +22,11 @@ Linear in a bounded sample; the chosen codec then decodes all the bytes.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
-_SAMPLE = 8192  # bytes scored; the whole input is decoded with the winner
+_SAMPLE = 4096  # bytes scored; the whole input is decoded with the winner
+_NORMALIZER_SAMPLE = 2048
 # Candidates in order of preference on a tie.
 _EUROPEAN = ("cp1252", "iso8859-2", "cp1250", "koi8-r", "cp1251")
 _ASIAN = ("gb18030", "big5", "shift_jis", "euc_jp", "cp949")
@@ -43,24 +45,34 @@ _FAMILIES = (
     set("áéíóúñüàèìòùãõçâêôÁÉÍÓÚÑÜÀÈÌÒÙÃÕÇÂÊÔ"),  # Spanish, Portuguese, Italian
     set("åæøäöÅÆØÄÖ"),  # Nordic
 )
+_FAMILY_OF: dict[str, tuple[int, ...]] = {}
+for _index, _family in enumerate(_FAMILIES):
+    for _char in _family:
+        _FAMILY_OF[_char] = (*_FAMILY_OF.get(_char, ()), _index)
 # Letters that exist but are rare: a Latin-1 "à" must beat a cp1250 "ŕ".
 _RARE = set("ŕĺŔĹţŢşŞ")
 # Punctuation common in prose in every family.
 _PUNCTUATION = set("€„“”‘’‚–—«»…°§·©®×•\u00a0")
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+
+
 def european_score(text: str) -> float:
+    """How much ``text`` reads like European prose: letters of one language family and
+    prose punctuation score, symbols, control characters and case or script mixed
+    inside a word cost.  Only the non-ASCII characters are looked at."""
     family_hits = [0] * len(_FAMILIES)
     neutral = 0.0
     penalty = 0.0
     cyrillic_lower = cyrillic_upper = 0
-    previous = " "
-    for char in text:
-        if char < "\x80":
-            if previous >= "\u0400" and previous <= "\u04ff" and char.isalpha():
-                penalty += 1.5  # a Cyrillic letter glued to a Latin one: "cafй"
-            previous = char
-            continue
+    last = len(text) - 1
+    for match in _NON_ASCII.finditer(text):
+        char = match.group()
+        i = match.start()
+        previous = text[i - 1] if i else " "
+        following = text[i + 1] if i < last else " "
         if "\u0400" <= char <= "\u04ff":
             if char.islower():
                 cyrillic_lower += 1
@@ -68,24 +80,24 @@ def european_score(text: str) -> float:
                 cyrillic_upper += 1
                 if previous.islower():
                     penalty += 1.5  # "оЕ ТБВПФБЕФ": KOI8-R read as cp1251
+            # A Cyrillic letter glued to a Latin one: "cafй".
             if previous < "\x80" and previous.isalpha():
                 penalty += 1.5
-            previous = char
+            if following < "\x80" and following.isalpha():
+                penalty += 1.5
             continue
-        previous = char
         if char in _PUNCTUATION:
             neutral += 0.5
             continue
-        if char.isalpha():
-            hit = False
-            for index, family in enumerate(_FAMILIES):
-                if char in family:
-                    family_hits[index] += 1
-                    hit = True
-            if not hit:
-                penalty += 2.0
-            elif char in _RARE:
+        families = _FAMILY_OF.get(char)
+        if families is not None:
+            for index in families:
+                family_hits[index] += 1
+            if char in _RARE:
                 penalty += 0.7
+            continue
+        if char.isalpha():
+            penalty += 2.0  # a letter of no family we know: "ŕ" beside "ą" is a mis-decode
             continue
         # Symbols (¹ ¾ ¿ ³ …) and C1 controls: not prose.
         penalty += 5.0 if unicodedata.category(char) == "Cc" else 2.0
@@ -120,25 +132,22 @@ def _common(char: str, codec: str) -> bool:
     return any(low <= lead <= high for low, high in _COMMON_LEAD[codec])
 
 
+_WIDE_RUN = re.compile(r"[\u3000-\uff60\uffa0-\U0010ffff]+")
+
+
 def _asian_score(text: str, codec: str) -> float:
     """Common ideographs, kana and Hangul in runs; one alone between Latin letters, a
-    rare character or a half-width katakana is a mis-decode."""
+    rare character, a half-width katakana or another non-ASCII character is a
+    mis-decode."""
     score = 0.0
-    run = 0.0
-    length = 0
-    for char in text:
-        if char >= "\u3000" and not "\uff61" <= char <= "\uff9f":
-            run += 1.5 if _common(char, codec) else -1.0
-            length += 1
-            continue
-        if length:
-            score += run if length > 1 else min(run, 0.0) - 3.0
-            run, length = 0.0, 0
-        if char >= "\x80":
-            score -= 1.5
-    if length:
-        score += run if length > 1 else min(run, 0.0) - 3.0
-    return score
+    wide = 0
+    for run in _WIDE_RUN.finditer(text):
+        chars = run.group()
+        wide += len(chars)
+        value = sum(1.5 if _common(char, codec) else -1.0 for char in chars)
+        score += value if len(chars) > 1 else min(value, 0.0) - 3.0
+    other = len(_NON_ASCII.findall(text)) - wide
+    return score - 1.5 * other
 
 
 def _strict(data: bytes, codec: str) -> str | None:
@@ -156,7 +165,7 @@ def _normalizer_guess(sample: bytes) -> str | None:
     """charset-normalizer's pick among the East Asian charsets, for enough bytes."""
     from charset_normalizer import from_bytes  # imported when first needed: rare path
 
-    best = from_bytes(sample, cp_isolation=list(_ASIAN)).best()
+    best = from_bytes(sample[:_NORMALIZER_SAMPLE], cp_isolation=list(_ASIAN)).best()
     return best.encoding if best is not None else None
 
 
@@ -169,20 +178,25 @@ def guess_charset(data: bytes, hints: tuple[str, ...] = ()) -> str:
         text = _strict(sample, hint) if not cut else sample.decode(hint, "ignore")
         if text is not None and _score(text, hint) > 0:
             return hint
-    high = sum(1 for byte in sample if byte >= 0x80)
+    high = len(_HIGH_BYTE.findall(sample))
     scored: list[tuple[float, int, str]] = []
+    for order, codec in enumerate(_EUROPEAN):
+        text = _strict(sample, codec) if not cut else sample.decode(codec, "ignore")
+        if text is not None:
+            scored.append((european_score(text), -order, codec))
+    best = max(scored, default=None)
+    if best is not None and best[0] >= high / 2:
+        return best[2]  # every other high byte a letter of one family: European prose
     if high >= _ASIAN_MIN_HIGH_BYTES:
         asian = _normalizer_guess(sample)
         if asian is not None:
             text = sample.decode(asian, "ignore")
             if _asian_score(text, asian) > high / 4:
                 return asian
-    for order, codec in enumerate((*_EUROPEAN, *_ASIAN)):
+    for order, codec in enumerate(_ASIAN, start=len(_EUROPEAN)):
         text = _strict(sample, codec) if not cut else sample.decode(codec, "ignore")
-        if text is None:
-            continue
-        score = _score(text, codec)
-        scored.append((score, -order, codec))
+        if text is not None:
+            scored.append((_asian_score(text, codec), -order, codec))
     if not scored:
         return "cp1252"
     score, _, codec = max(scored)
