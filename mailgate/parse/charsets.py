@@ -136,6 +136,9 @@ def decode_bytes(
     return text
 
 
+_SUSPECT = re.compile(r"[\x80-\x9f\xa1-\xa6\xa8-\xaa\xac\xaf-\xbf]|[а-яё][А-ЯЁ]")
+
+
 def _mislabelled(data: bytes, text: str, codec: str) -> bool:
     """Whether a single-byte label that decoded without error still looks wrong.
 
@@ -145,15 +148,18 @@ def _mislabelled(data: bytes, text: str, codec: str) -> bool:
     """
     if codec not in _ANY_BYTES:
         return False
-    sample = text[:2048]
-    if european_score(sample) > 0:
-        return False
     try:
+        # Prose in a legacy charset is practically never valid UTF-8: this bears out.
         data[:8192].decode("utf-8")
         return True
     except UnicodeDecodeError as exc:
         if exc.start >= 8188:  # cut inside a character by the sample's end
             return True
+    sample = text[:2048]
+    # Symbols and C1 controls where letters belong, or Cyrillic case swapped inside a
+    # word: only then is the (costlier) letter score worth computing.
+    if not _SUSPECT.search(sample) or european_score(sample) > 0:
+        return False
     other = guess_charset(data)
     return other != codec and european_score(data[:8192].decode(other, "replace")) > 0
 

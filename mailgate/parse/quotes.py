@@ -125,7 +125,14 @@ def _drop_leading_quote(lines: list[str]) -> list[str]:
 
 def _reply_header(lines: list[str]) -> tuple[int, int] | None:
     """(first line, line after it) of the first reply header, or None."""
+    last = len(lines) - 1
     for index, line in enumerate(lines):
+        # The common case inline (a body line with no ":", "--" or "__", not followed
+        # by a line with ":", not ending in a letter): this loop sees every line.
+        plain = ":" not in line and "--" not in line and "__" not in line and "：" not in line
+        alone = index == last or ":" not in lines[index + 1]
+        if plain and alone and not line.rstrip()[-1:].isalpha():
+            continue
         span = _reply_header_at(lines, index, line)
         if span:
             return index, index + span
