@@ -21,17 +21,20 @@ import re
 from mailgate.parse.replymarks import (
     ADDRESS_COLON,
     AFTER_OPENER,
+    AFTER_OPENER_VERB,
     AFTER_VERB,
     AFTER_WROTE_ON,
     ATTRIBUTION_OPENER,
     ATTRIBUTION_START,
     CLOSING,
     FORWARD,
+    HEADER_DATE,
     HEADER_FROM,
     HEADER_OTHER,
     LIST_FOOTER,
     LIST_FOOTER_TAIL,
     MOBILE_SIGNATURE,
+    NAME_AFTER_VERBS,
     ORIGINAL_MESSAGE,
     RULE_LINE,
     SIGNATURE_DASHES,
@@ -190,17 +193,21 @@ def _outlook_block(lines: list[str], index: int) -> bool:
     if not (HEADER_FROM.match(first) or HEADER_OTHER.match(first)):
         return False
     labels = 0
-    has_from = False
+    has_from = has_date = False
     window = lines[index : index + 9]
     for line in window:
         if not line.strip():
             continue
         if HEADER_FROM.match(line):
             has_from = True
+        elif HEADER_DATE.match(line):
+            has_date = True
         elif not HEADER_OTHER.match(line):
             break
         labels += 1
-    if not has_from or labels < 2:
+    # "Od: poniedziałku / Do: środy" in a customer's text is no header block: it takes
+    # a sender and a date (Outlook always writes both).
+    if not (has_from and has_date) or labels < 2:
         return False
     context = lines[max(0, index - 2) : index + 9]
     return not any(FORWARD.search(line) for line in context)
@@ -227,8 +234,10 @@ def _is_attribution(line: str) -> bool:
         before, after = line[: verb.start()], line[verb.end() :]
         if not before.strip():
             continue
-        if ATTRIBUTION_OPENER.match(before) and AFTER_OPENER.fullmatch(after):
-            return True
+        if ATTRIBUTION_OPENER.match(before):
+            name_after = verb.group().lower() in NAME_AFTER_VERBS
+            if (AFTER_OPENER if name_after else AFTER_OPENER_VERB).fullmatch(after):
+                return True
         if AFTER_VERB.fullmatch(after):
             return True
         if verb.group().lower() in WROTE_ON_VERBS and AFTER_WROTE_ON.fullmatch(after):

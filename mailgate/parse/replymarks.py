@@ -25,6 +25,9 @@ _VERBS = (
 # name and an address; otherwise only the colon ("… Helpdesk <a@b> wrote:", "…写道：");
 # or "wrote on <date>:" (older clients).
 AFTER_OPENER = re.compile(r"(?:\s+.{0,120})?\s?[:：]?\s*(?:-{2,})?\s*")
+AFTER_OPENER_VERB = re.compile(r"\s?[:：]?\s*(?:-{2,})?\s*")
+# Languages that name the writer after the verb: "Am … schrieb Helpdesk <a@b>:".
+NAME_AFTER_VERBS = frozenset({"schrieb", "schreef", "skrev"})
 AFTER_VERB = re.compile(r"\s?[:：]\s*(?:-{2,})?\s*")
 AFTER_WROTE_ON = re.compile(r"\s+(?:on|am|le|dnia)\s.{1,120}[:：]\s*", re.IGNORECASE)
 WROTE_ON_VERBS = frozenset({"wrote", "schrieb", "a écrit", "napisał", "написал"})
@@ -58,18 +61,21 @@ _FROM_LABELS = (
     r"From|De|Von|Van|Da|Od|От|Från|Fra|Lähettäjä|Feladó|Kimden|Από|Від|Afsender|Avsändare"
     r"|Remitente|发件人|發件人|寄件者|差出人|Expéditeur|Mittente"
 )
-_OTHER_LABELS = (
+_DATE_LABELS = (
     r"Sent|Date|Envoyé|Gesendet|Datum|Verzonden|Inviato|Data|Wysłano|Wysłane|Отправлено|Дата"
     r"|Skickat|Sendt|Lähetetty|Küldve|Gönderildi|Fecha|Odesláno|Odoslané"
-    r"|(?:Enviado|Enviada)(?:\s+(?:el|em))?"
-    r"|发送时间|日期|寄件日期|送信日時|Tarih|Σταλθηκε|Надіслано"
-    r"|To|À|A|An|Aan|Do|Кому|Till|Til|Vastaanottaja|Címzett|Kime|Para|Komu|收件人|宛先"
+    r"|(?:Enviado|Enviada)(?:\s+(?:el|em))?|发送时间|日期|寄件日期|送信日時|Tarih|Σταλθηκε|Надіслано"
+)
+_OTHER_LABELS = (
+    _DATE_LABELS
+    + r"|To|À|A|An|Aan|Do|Кому|Till|Til|Vastaanottaja|Címzett|Kime|Para|Komu|收件人|宛先"
     r"|Cc|Kopie|CC|Копия|Kopia|Kopio|Másolatot\s+kap|Bilgi"
     r"|Subject|Objet|Betreff|Onderwerp|Oggetto|Temat|Тема|Ämne|Emne|Aihe|Tárgy|Konu"
     r"|Asunto|Assunto|Předmět|Predmet|主题|主旨|件名|Θέμα"
 )
 # "From: …", "*From:* …", "De : …", "**Von:** …"; the value may be on the same line.
 HEADER_FROM = re.compile(rf"^\s*[*>]{{0,2}}\s*(?:{_FROM_LABELS})\s?[*]{{0,2}}\s?[:：]", re.I)
+HEADER_DATE = re.compile(rf"^\s*[*>]{{0,2}}\s*(?:{_DATE_LABELS})\s?[*]{{0,2}}\s?[:：]", re.I)
 HEADER_OTHER = re.compile(rf"^\s*[*>]{{0,2}}\s*(?:{_OTHER_LABELS})\s?[*]{{0,2}}\s?[:：]", re.I)
 
 # A forwarded message is what the customer wants us to read: never cut there.
