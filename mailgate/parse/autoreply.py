@@ -76,6 +76,7 @@ _REPORTING_LOCAL = re.compile(
     re.IGNORECASE,
 )
 _AUTOREPLY_FLAGS = ("x-autoreply", "x-autorespond", "x-autoreply-from", "x-mail-autoreply")
+_NOT_FAILURES = frozenset({"delayed", "delivered", "relayed", "expanded"})
 _SUPPRESS_TOKENS = frozenset({"all", "autoreply", "oof"})
 # Exchange stamps this on mail an inbox rule acted on: rule auto-replies, but also
 # rule forwards/redirects of a person's mail, so on its own it decides nothing.
@@ -118,8 +119,9 @@ def classify(
     kind: Kind = "human"
     bounce = None
     if bounce_reasons:
-        kind = "bounce"
         bounce = _bounce_details(msg, headers, raw, own_addresses)
+        # Only a failure is a bounce; a delay warning or a success report is not.
+        kind = "report" if bounce.action in _NOT_FAILURES else "bounce"
     elif any(r not in _INFORMATIONAL for r in auto_reasons):
         kind = "autoreply"
     elif list_reasons:

@@ -78,7 +78,7 @@ def gather(
     # A bounce or auto-reply to our mail belongs with the mail that caused it (VERP
     # address, or our Message-ID in the returned copy), even without In-Reply-To.
     origin = None
-    if ev.classification.kind in ("bounce", "autoreply"):
+    if ev.classification.kind in ("bounce", "report", "autoreply"):
         origin = bounces.find_origin(session, rt, item.rcpt_to, item.raw, own_domains(rt))
         if threading.match is None and origin is not None:
             threading = origin.threading() or threading

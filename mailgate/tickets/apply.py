@@ -94,7 +94,7 @@ def apply(session: Session, rt: TicketContext, verdict: Verdict, ctx: Context) -
         case _:
             assert_never(verdict)
     hits = [*verdict.hits, *done]
-    if ctx.classification.kind == "bounce" and not isinstance(verdict, Duplicate):
+    if ctx.classification.kind in ("bounce", "report") and not isinstance(verdict, Duplicate):
         hits.extend(bounces.record(session, rt, ctx.classification.bounce, ctx.origin, ctx.row.id))
     return hits
 
