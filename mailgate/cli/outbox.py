@@ -10,9 +10,13 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from mailgate.cli.root import Context, iso, main, pass_ctx
+from mailgate.cli.root import Context, iso, main, pass_ctx, pick
 from mailgate.replies import gates, notes
 from mailgate.store.models import OutboxMessage
+
+# What an operator may send again, and what she may drop (never what has gone out).
+RETRYABLE = ("failed", "suppressed", "bounced", "pending")
+DROPPABLE = ("pending", "failed", "suppressed")
 
 
 @main.group("outbox")
@@ -74,12 +78,7 @@ def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bo
 def outbox_retry(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
     """Send failed, suppressed or bounced mail again now, past the automatic-mail gates."""
     with ctx.session(write=True) as (rt, session):
-        rows = session.scalars(
-            select(OutboxMessage).where(
-                OutboxMessage.id.in_(outbox_ids),
-                OutboxMessage.status.in_(("failed", "suppressed", "bounced", "pending")),
-            )
-        ).all()
+        rows = pick(session, OutboxMessage, outbox_ids, RETRYABLE, "queued again")
         now = rt.clock()
         for m in rows:
             # An operator's decision: the limits that held it back no longer apply.
@@ -94,12 +93,7 @@ def outbox_retry(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
 def outbox_drop(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
     """Never send these (pending or held) mails; the rows stay, marked dropped."""
     with ctx.session(write=True) as (rt, session):
-        rows = session.scalars(
-            select(OutboxMessage).where(
-                OutboxMessage.id.in_(outbox_ids),
-                OutboxMessage.status.in_(("pending", "failed", "suppressed")),
-            )
-        ).all()
+        rows = pick(session, OutboxMessage, outbox_ids, DROPPABLE, "dropped")
         now = rt.clock()
         for m in rows:
             m.status, m.reason = "dropped", "dropped-by-operator"

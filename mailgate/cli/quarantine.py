@@ -11,7 +11,8 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from mailgate.cli.root import Context, iso, main, pass_ctx
+from mailgate.cli.root import Context, iso, main, pass_ctx, pick
+from mailgate.replies import notes
 from mailgate.store.models import InboundMessage
 
 
@@ -78,14 +79,43 @@ def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
 @pass_ctx
 def quarantine_replay(ctx: Context, inbound_ids: tuple[int, ...], replay_all: bool) -> None:
     """Put quarantined messages back in the processing queue (after a fix)."""
+    if bool(inbound_ids) == replay_all:
+        raise click.UsageError("give the ids of quarantined messages, or --all")
     with ctx.session(write=True) as (rt, session):
-        query = select(InboundMessage).where(InboundMessage.status == "quarantined")
-        if not replay_all:
-            query = query.where(InboundMessage.id.in_(inbound_ids))
-        rows = session.scalars(query).all()
+        if replay_all:
+            query = select(InboundMessage).where(InboundMessage.status == "quarantined")
+            rows = list(session.scalars(query))
+        else:
+            rows = pick(session, InboundMessage, inbound_ids, ("quarantined",), "replayed")
         now = rt.clock()
         for m in rows:
             m.status, m.attempts, m.next_attempt_at = "received", 0, now
             m.reason = None
         count = len(rows)
     click.echo(f"{count} message(s) queued for processing again")
+
+
+@quarantine.command("drop")
+@click.argument("inbound_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def quarantine_drop(ctx: Context, inbound_ids: tuple[int, ...]) -> None:
+    """Give up on quarantined messages for good: never processed, never replayed.
+
+    The rows stay, marked dropped (with the reason they were quarantined), until the
+    retention period purges their bytes like any processed message's.
+    """
+    with ctx.session(write=True) as (rt, session):
+        rows = pick(session, InboundMessage, inbound_ids, ("quarantined",), "dropped")
+        now = rt.clock()
+        for m in rows:
+            m.status = "dropped"
+            notes.event(
+                session,
+                now,
+                "dropped",
+                "dropped-by-operator",
+                inbound_id=m.id,
+                address=m.mail_from,
+                detail=f"quarantined message ({m.reason}) dropped by an operator",
+            )
+    click.echo(f"{len(rows)} message(s) dropped")

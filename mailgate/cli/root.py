@@ -21,9 +21,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import click
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,7 @@ from mailgate.daemon.runtime import Runtime
 from mailgate.errors import ConfigError
 from mailgate.ingest.pipe import EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_TEMPFAIL, EX_USAGE
 from mailgate.store import migrate
+from mailgate.store.models import InboundMessage, OutboxMessage
 
 __all__ = [
     "EX_CONFIG",
@@ -46,6 +48,7 @@ __all__ = [
     "fail",
     "main",
     "pass_ctx",
+    "pick",
 ]
 
 EX_UNAVAILABLE = 69
@@ -148,6 +151,28 @@ def accept_config_anywhere(group: click.Group) -> None:
         )
         if isinstance(command, click.Group):
             accept_config_anywhere(command)
+
+
+Row = TypeVar("Row", InboundMessage, OutboxMessage)
+
+
+def pick(
+    session: Session, model: type[Row], ids: tuple[int, ...], states: tuple[str, ...], doing: str
+) -> list[Row]:
+    """The rows ``ids`` of ``model``, every one in one of ``states``; otherwise nothing
+    is done: one line names each unknown id and each row in another state, exit 1."""
+    found = {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids)))}
+    what = "inbound message" if model is InboundMessage else "outgoing mail"
+    problems = []
+    for row_id in dict.fromkeys(ids):
+        row = found.get(row_id)
+        if row is None:
+            problems.append(f"no {what} {row_id}")
+        elif row.status not in states:
+            problems.append(f"{what} {row_id} is {row.status}")
+    if problems:
+        fail(f"nothing {doing}: {'; '.join(problems)} (only {', '.join(states)} can be)")
+    return [found[i] for i in dict.fromkeys(ids)]
 
 
 def iso(value: datetime | None) -> str | None:
