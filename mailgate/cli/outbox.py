@@ -10,6 +10,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from mailgate.cli import text
 from mailgate.cli.root import Context, iso, main, pass_ctx, pick
 from mailgate.replies import gates, notes
 from mailgate.store.models import OutboxMessage
@@ -48,10 +49,11 @@ def outbox_json(m: OutboxMessage) -> dict[str, Any]:
 
 @outbox_group.command("list")
 @click.option("--status", "statuses", multiple=True, help="Only rows with this status.")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of mails).")
 @pass_ctx
 def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Outgoing mail, newest first, and whether the circuit breaker holds automatic mail."""
     with ctx.session() as (rt, session):
         query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
         if statuses:
@@ -63,11 +65,13 @@ def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bo
         return
     if breaker is not None:
         click.echo(f"circuit breaker OPEN since {breaker.isoformat()}: automatic mail held")
+    if docs:
+        click.echo(f"{'ID':<8} {'STATUS':<10} {'KIND':<14} {'RECIPIENT':<32} {'TRIES':>5} WHY")
     for d in docs:
-        why = d["reason"] or d["delivery_status"] or ""
+        why = text.line(d["reason"] or d["delivery_status"] or "")
         click.echo(
-            f"{d['id']:<8} {d['status']:<10} {d['kind']:<14} {d['recipient']:<32} "
-            f"{d['attempts']:>3} {why}"
+            f"{d['id']:<8} {d['status']:<10} {d['kind']:<14} {text.line(d['recipient']):<32} "
+            f"{d['attempts']:>5} {why}"
         )
     click.echo(f"({len(docs)} shown)")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from mailgate.cli import text
 from mailgate.cli.root import EX_DATAERR, Context, fail, main, pass_ctx
 from mailgate.errors import PermanentError
 from mailgate.parse import autoreply, parse
@@ -50,9 +51,9 @@ def parse_cmd(ctx: Context, file: Any, as_json: bool) -> None:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
         for key in ("message_id", "from", "subject", "date", "kind", "language"):
-            click.echo(f"{key:11} {doc[key]}")
+            click.echo(f"{key:11} {text.line(doc[key])}")
         click.echo()
-        click.echo(doc["text"])
+        click.echo(text.block(doc["text"]))
 
 
 # A header field's first line: a name of printable ASCII but the colon, then a colon.

@@ -11,6 +11,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from mailgate.cli import text
 from mailgate.cli.root import Context, iso, main, pass_ctx, pick
 from mailgate.replies import notes
 from mailgate.store.models import InboundMessage
@@ -39,9 +40,10 @@ def inbound_json(m: InboundMessage) -> dict[str, Any]:
 
 
 @quarantine.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of messages).")
 @pass_ctx
 def quarantine_list(ctx: Context, as_json: bool) -> None:
+    """The quarantined messages, oldest first, with the reason each was set aside."""
     with ctx.session() as (_, session):
         rows = session.scalars(
             select(InboundMessage)
@@ -53,15 +55,20 @@ def quarantine_list(ctx: Context, as_json: bool) -> None:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
     for d in docs:
-        click.echo(f"{d['id']:<8} {d['received_at']} {d['reason']:<22} {d['mail_from']}")
+        click.echo(
+            f"{d['id']:<8} {d['received_at']} {text.line(d['reason']):<22} "
+            f"{text.line(d['mail_from'])}"
+        )
     click.echo(f"({len(docs)} quarantined)")
 
 
 @quarantine.command("show")
 @click.argument("inbound_id", type=int)
 @click.option("--raw", is_flag=True, help="Print the stored message bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the message's record).")
 @pass_ctx
-def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
+def quarantine_show(ctx: Context, inbound_id: int, raw: bool, as_json: bool) -> None:
+    """One stored inbound message: envelope, status, why it was quarantined."""
     with ctx.session() as (_, session):
         m = session.get(InboundMessage, inbound_id)
         if m is None:
@@ -70,7 +77,13 @@ def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
         if raw:
             sys.stdout.buffer.write(m.raw)
             return
-        click.echo(json.dumps(inbound_json(m), ensure_ascii=False, indent=2))
+        doc = inbound_json(m)
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    for key, value in doc.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key:12} {text.block(shown) if key == 'last_error' else text.line(shown)}")
 
 
 @quarantine.command("replay")

@@ -140,6 +140,8 @@ def accept_config_anywhere(group: click.Group) -> None:
     """Give every command and group below ``group`` its own ``--config``, so
     ``mailgate tickets list --config x.toml`` works as ``mailgate --config x.toml …``."""
     for command in group.commands.values():
+        if any(p.name == "config" for p in command.params):
+            continue  # one command object under two names (`tickets show`, `ticket show`)
         command.params.append(
             click.Option(
                 ["--config"],
