@@ -24,9 +24,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
@@ -110,7 +111,8 @@ class Daemon:
                 self._committer,
                 bounce_address_ok=self._bounce_address_ok,
             )
-            server = await loop.create_server(self._guard(factory), host, port)
+            with _listening(name, listener.listen):
+                server = await loop.create_server(self._guard(factory), host, port)
             self._servers.append(server)
             self._handlers.append(handler)
             self.ports[name] = server.sockets[0].getsockname()[1]
@@ -254,7 +256,8 @@ class Daemon:
         await self._http.setup()
         host, port = parse_hostport(self.rt.settings.http.listen)
         site = web.TCPSite(self._http, host, port)
-        await site.start()
+        with _listening("http", self.rt.settings.http.listen):
+            await site.start()
         self.ports["http"] = int(self._http.addresses[0][1])
 
     def _not_ready(self) -> str | None:
@@ -321,10 +324,31 @@ class Daemon:
                 await asyncio.wait_for(server.wait_closed(), timeout=1)
 
 
+class ListenError(MailgateError):
+    """A listener cannot open its socket (the port is taken, or not ours to bind)."""
+
+
+@contextlib.contextmanager
+def _listening(name: str, address: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        # asyncio words errno itself ("error while attempting to bind on …"): use the OS's.
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenError(f"cannot listen on {address} ({name}.listen): {why}") from exc
+
+
 async def serve(rt: Runtime, reread: Callable[[], Settings] | None = None) -> None:
-    """Run until SIGTERM or SIGINT; on SIGHUP apply ``reread()``."""
+    """Run until SIGTERM or SIGINT; on SIGHUP apply ``reread()``.
+
+    Raises ``ListenError`` when a listener cannot bind, after closing what had started.
+    """
     daemon = Daemon(rt)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except ListenError:
+        await daemon.stop(timeout=1)
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

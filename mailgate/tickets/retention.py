@@ -36,7 +36,8 @@ def purge(rt: TicketContext) -> tuple[int, int]:
             .where(
                 InboundMessage.received_at < cutoff,
                 InboundMessage.purged_at.is_(None),
-                InboundMessage.status == InboundStatus.DONE,
+                # Finished with: processed, or dropped from the quarantine.
+                InboundMessage.status.in_((InboundStatus.DONE, InboundStatus.DROPPED)),
             )
             .values(raw=b"", purged_at=now)
             .execution_options(synchronize_session=False)
