@@ -33,7 +33,7 @@ from mailgate.parse.message import Classification, ParsedMessage
 from mailgate.pipeline import priority
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
 from mailgate.verify.identity import Identifiers, extract
-from mailgate.verify.redact import redact
+from mailgate.verify.redact import redact, redact_raw
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ class Evidence:
     identifiers: Identifiers
     password_redacted: bool
     assessment: priority.Assessment = priority.NORMAL
+    # The raw copy with the same redaction, when the raw itself held a password: the
+    # stored copy is replaced by it once the message is processed.
+    redacted_raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,8 @@ def analyze(
     parsed, redacted = _redact(parsed)
     identifiers = extract(parsed.subject, parsed.text, ignore_domains=config.own_domains)
     assessed = priority.assess(parsed.subject, parsed.text, parsed.headers, config.priority)
-    return Evidence(parsed, classification, auth, identifiers, redacted, assessed)
+    cleaned_raw = redact_raw(raw) if redacted else None
+    return Evidence(parsed, classification, auth, identifiers, redacted, assessed, cleaned_raw)
 
 
 def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:

@@ -43,6 +43,7 @@ def send(
     quoted: Quoted | None = None,
     context: dict[str, Any] | None = None,
     inbound_id: int | None = None,
+    warning: bool = False,
 ) -> Rendered:
     """Queue one mail; ``record`` replaces the body in the stored article.
 
@@ -51,6 +52,8 @@ def send(
     is for mail to operators and mail a person wrote: never rate-limited.
     ``article=False`` leaves recording to the caller.  ``inbound_id`` links the mail
     to the message that caused it (trace id, and the receipt-to-ack metric).
+    ``warning`` marks a mail that warns of a pasted password: it passes the
+    per-recipient daily limit (``gates.gate``).
     """
     key = rt.threading_key(session)
     domain = ticket.helpdesk_address.rpartition("@")[2]
@@ -82,6 +85,7 @@ def send(
         rendered=rendered,
         automatic=automatic,
         inbound_id=inbound_id,
+        warning=warning,
     )
     if not article:
         return rendered

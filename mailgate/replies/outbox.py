@@ -56,19 +56,22 @@ def enqueue(
     mail_from: str | None = None,
     automatic: bool = True,
     inbound_id: int | None = None,
+    warning: bool = False,
 ) -> OutboxMessage:
     """Queue one mail to one recipient; the row is ``suppressed`` when a gate says no.
 
     ``mail_from=None`` lets the outbox choose the envelope sender of automatic mail:
     a VERP address when a key is configured, else the null sender (RFC 3834 §3.3).
     ``automatic=False`` is for mail a person wrote; it is never limited.
-    ``inbound_id`` names the message this mail answers (the trace id).
+    ``inbound_id`` names the message this mail answers (the trace id).  ``warning``
+    lets a password warning past the per-recipient limit (``gates.gate``).
     """
     if len(rcpt_to) != 1:
         raise ValueError("an outbox row carries exactly one recipient")
     now = rt.clock()
     recipient = rcpt_to[0].lower()
-    reason = gates.gate(session, rt.settings.limits, recipient, now) if automatic else None
+    limits = rt.settings.limits
+    reason = gates.gate(session, limits, recipient, now, warning=warning) if automatic else None
     row = OutboxMessage(
         kind=kind,
         automatic=automatic,

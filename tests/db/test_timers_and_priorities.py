@@ -172,6 +172,28 @@ def test_reply_after_reopen_days_opens_a_linked_ticket(
         rt.close()
 
 
+def test_a_follow_up_is_acknowledged_in_the_tickets_language(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    rt, _ = staffed(db_url, tmp_path, clock, threading={"reopen_days": 10})
+    try:
+        deliver(rt, make_mail())  # Polish: the first ticket speaks Polish
+        ack = next(m for m in sent_messages(rt) if m["To"] == "jan@customer.example")
+        assert tickets(rt)[0].language == "pl"
+        with rt.sessions.begin() as s:
+            s.scalars(select(Ticket)).one().status = "resolved"
+            s.scalars(select(Ticket)).one().resolved_at = clock()
+        clock.advance(days=11)
+        deliver(rt, make_mail(to=ack["Reply-To"], subject="Re: [#1]", body="Again? Still down."))
+        old, new = tickets(rt)
+        assert new.linked_ticket_id == old.id
+        assert new.language == "pl"
+        ack2 = [m for m in sent_messages(rt) if m["To"] == "jan@customer.example"][-1]
+        assert ack2["Content-Language"] == "pl"
+    finally:
+        rt.close()
+
+
 def test_operator_notice_carries_the_customers_attachments(rt: Runtime) -> None:
     add_operator(rt)
     msg = email.message_from_bytes(
