@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import dkim
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, defer
 
 from mailgate.daemon.runtime import Runtime
@@ -98,13 +98,18 @@ def enqueue(
         out = rt.settings.outbound
         row.mail_from = verp.address(row.id, domain, out.verp_local_part, rt.verp_key)
     if reason is not None:
-        _suppress(session, row, reason, now)
+        _suppress(session, rt, row, reason, now)
     return row
 
 
-def _suppress(session: Session, row: OutboxMessage, reason: str, now: datetime) -> None:
+def _suppress(
+    session: Session, rt: Runtime, row: OutboxMessage, reason: str, now: datetime
+) -> None:
     row.status = "suppressed"
     row.reason = reason
+    # Counted once the suppression is committed (a rolled-back batch held nothing back).
+    drops = rt.metrics.rate_limit_drops
+    event.listen(session, "after_commit", lambda _session: drops.inc(), once=True)
     log.warning("outbox id=%s (%s to %s) suppressed: %s", row.id, row.kind, row.recipient, reason)
     notes.event(
         session,
@@ -252,7 +257,7 @@ def _claim(rt: Runtime, limit: int) -> tuple[list[_Claimed], int]:
             if row.automatic and not row.released:
                 reason = holds.get(row.recipient)
                 if reason is not None:
-                    _suppress(session, row, reason, now)
+                    _suppress(session, rt, row, reason, now)
                     held += 1
                     continue
             row.next_attempt_at = now + lease

@@ -63,3 +63,25 @@ def test_postfix_doc_shows_an_authentication_results_header_that_passes() -> Non
 
     assert check(trusted) == "pass"
     assert check(frozenset({"mx.elsewhere.example"})) != "pass"
+
+
+def test_deploy_doc_lists_every_metric_and_every_verdict() -> None:
+    """docs/deploy.md names each series /metrics serves and each verdict label."""
+    import typing
+
+    from mailgate.daemon.metrics import Metrics
+    from mailgate.tickets.verdicts import Verdict
+
+    text = (DOCS / "deploy.md").read_text()
+    metrics = Metrics()
+    names = set()
+    for collector in list(metrics.registry._collector_to_names):
+        for family in collector.collect():
+            suffix = "_total" if family.type == "counter" else ""
+            names.add(family.name + suffix)
+    names |= {"mailgate_store_up", "mailgate_quarantine_messages"}  # read at scrape time
+    missing = sorted(n for n in names if f"`{n}" not in text)
+    assert not missing, f"docs/deploy.md does not list {missing}"
+    verdicts = [v.__name__ for v in typing.get_args(Verdict)]
+    table = next(line for line in text.splitlines() if "mailgate_processed_messages_total" in line)
+    assert [v for v in verdicts if v not in table] == []
