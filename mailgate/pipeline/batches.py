@@ -21,12 +21,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer
 
+from mailgate import tracing
 from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError
 from mailgate.pipeline import gather, policy
 from mailgate.pipeline.facts import BudgetExceeded, Evidence, FactsConfig, Job
 from mailgate.store.db import translate_db_errors
-from mailgate.store.models import InboundMessage
+from mailgate.store.models import InboundMessage, Ticket
 from mailgate.store.states import INBOUND_WAITING, InboundStatus
 from mailgate.tickets import apply
 from mailgate.verify import directory
@@ -206,7 +207,7 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
                 outcomes.append(_record_failure(session, rt, item, *failed[item.id]))
                 continue
             try:
-                with session.begin_nested():
+                with tracing.about(item.id), session.begin_nested():
                     outcomes.append(
                         _decide_and_apply(
                             session, rt, item, evidence[item.id], external.get(item.id, ())
@@ -257,13 +258,17 @@ def _decide_and_apply(
     row.rule_hits = hits
     row.lease_until = None
     row.processed_at = found.context.now
+    number = None
+    if row.ticket_id is not None:
+        number = session.get_one(Ticket, row.ticket_id).number  # in the session already
+        tracing.ticket_known(number)
     log.info(
         "inbound id=%s verdict=%s ticket=%s hits=%s",
         item.id,
         row.verdict,
-        row.ticket_id,
+        number,
         ",".join(hits),
-        extra={"trace": item.id},
+        extra={"trace": item.id, "ticket": number},
     )
     return row.verdict
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mailgate import tracing
 from mailgate.daemon.runtime import Runtime
 from mailgate.replies import outbox, tokens
 from mailgate.replies.render import Quoted, Rendered
@@ -55,6 +56,7 @@ def send(
     ``warning`` marks a mail that warns of a pasted password: it passes the
     per-recipient daily limit (``gates.gate``).
     """
+    tracing.ticket_known(ticket.number)  # lines about this mail name the ticket
     key = rt.threading_key(session)
     domain = ticket.helpdesk_address.rpartition("@")[2]
     rendered = rt.renderer.render(

@@ -22,6 +22,7 @@ growing their backoff, and everything goes within about a minute of its return.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,7 +35,7 @@ from mailgate.errors import PermanentError, TemporaryError
 from mailgate.replies import gates, notes, verp
 from mailgate.replies.render import Rendered
 from mailgate.store.db import translate_db_errors
-from mailgate.store.models import InboundMessage, OutboxMessage
+from mailgate.store.models import InboundMessage, OutboxMessage, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -301,13 +302,14 @@ def _record(rt: Runtime, outcomes: _Outcomes) -> None:
                 .where(OutboxMessage.id.in_([item.id for item in claimed]))
             )
         }
+        numbers = _ticket_numbers(session, rows.values())
         for item in claimed:
             row = rows.get(item.id)
             if row is None or row.status != "pending" or row.attempts != item.attempts:
                 continue  # our lease ran out and another sender has taken the row over
             error = outcomes.errors.get(item.id)
             row.attempts = item.attempts + 1
-            trace = {"trace": item.inbound_id}
+            trace = {"trace": item.inbound_id, "ticket": numbers.get(row.ticket_id)}
             if error is None:
                 row.status = "sent"
                 row.sent_at = now
@@ -321,10 +323,10 @@ def _record(rt: Runtime, outcomes: _Outcomes) -> None:
                 continue
             row.last_error = str(error)[:2000]
             if isinstance(error, PermanentError):
-                _give_up(session, row, error.reason, now)
+                _give_up(session, row, error.reason, now, trace)
                 results.append((item, "failed"))
             elif item.created_at_age >= lifetime:
-                _give_up(session, row, "lifetime-expired", now)
+                _give_up(session, row, "lifetime-expired", now, trace)
                 results.append((item, "failed"))
             else:
                 delay = min(out.retry_base_seconds * 2 ** (row.attempts - 1), out.retry_max_seconds)
@@ -351,7 +353,22 @@ def _record(rt: Runtime, outcomes: _Outcomes) -> None:
         rt.metrics.receipt_to_ack.observe(max((now - received_at).total_seconds(), 0.0))
 
 
-def _give_up(session: Session, row: OutboxMessage, reason: str, now: datetime) -> None:
+def _ticket_numbers(session: Session, rows: Iterable[OutboxMessage]) -> dict[int | None, int]:
+    """Ticket id → number for the rows' tickets: log lines name tickets by number."""
+    ids = {row.ticket_id for row in rows if row.ticket_id is not None}
+    if not ids:
+        return {}
+    found = session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ids)))
+    return {ticket_id: number for ticket_id, number in found}
+
+
+def _give_up(
+    session: Session,
+    row: OutboxMessage,
+    reason: str,
+    now: datetime,
+    trace: dict[str, int | None] | None = None,
+) -> None:
     row.status = "failed"
     row.reason = reason
     log.error(
@@ -359,7 +376,7 @@ def _give_up(session: Session, row: OutboxMessage, reason: str, now: datetime) -
         row.id,
         reason,
         row.last_error,
-        extra={"trace": row.inbound_id},
+        extra=trace or {"trace": row.inbound_id},
     )
     detail = (
         f"The {row.kind} to {row.recipient} could not be delivered after "
