@@ -103,8 +103,18 @@ def analyze(
     parsed, redacted = _redact(parsed)
     identifiers = extract(parsed.subject, parsed.text, ignore_domains=config.own_domains)
     assessed = priority.assess(parsed.subject, parsed.text, parsed.headers, config.priority)
-    cleaned_raw = redact_raw(raw) if redacted else None
+    cleaned_raw = _redacted_raw(raw) if redacted else None
     return Evidence(parsed, classification, auth, identifiers, redacted, assessed, cleaned_raw)
+
+
+def _redacted_raw(raw: bytes) -> bytes | None:
+    """The stored copy without the password, or None to keep it as it is: a message
+    the email package cannot write back must still be processed, never retried."""
+    try:
+        return redact_raw(raw)
+    except Exception as exc:  # noqa: BLE001 -- hostile structure; the articles are clean
+        log.warning("the raw copy could not be redacted (%s); it is kept as received", exc)
+        return None
 
 
 def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:
