@@ -22,3 +22,13 @@ def parse_duration(text: str) -> timedelta | None:
     for amount, unit in _PART.findall(text):
         total += timedelta(**{_UNITS[unit.lower()]: int(amount)})
     return total if total > timedelta() else None
+
+
+def format_duration(duration: timedelta) -> str:
+    """``duration`` in the form ``parse_duration`` reads (``1d2h30m``); seconds are
+    dropped, and a duration under a minute reads ``0m``."""
+    minutes = int(duration.total_seconds()) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    return "".join(parts) or "0m"

@@ -182,7 +182,11 @@ def article_json(a: Article) -> dict[str, Any]:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="mbox file to write.")
 @pass_ctx
 def export_cmd(ctx: Context, number: int, output: str | None) -> None:
-    """Write ticket NUMBER's messages (as received and as sent) into an mbox file."""
+    """Write ticket NUMBER's messages (as stored and as sent) into an mbox file.
+
+    Passwords found in received mail were removed from the stored copy; such a
+    message carries an X-Mailgate-Redacted header in the export.
+    """
     rt = ctx.runtime()
     target = Path(output or f"ticket-{number}.mbox")
     try:

@@ -247,8 +247,8 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
                 problems.append(f"{where}: {exc}")
     if not s.database.url.startswith(("sqlite", "postgresql")):
         problems.append("database.url: only sqlite:/// and postgresql+psycopg:// are supported")
-    if s.outbound.tls not in ("starttls", "implicit", "insecure"):
-        problems.append("outbound.tls: must be starttls, implicit or insecure")
+    if s.outbound.tls not in ("auto", "starttls", "implicit", "insecure"):
+        problems.append("outbound.tls: must be starttls, implicit or insecure (or auto)")
     elif s.outbound.tls == "insecure" and s.outbound.relay:
         host = s.outbound.relay.rpartition(":")[0].strip("[]")
         if not is_loopback(host):

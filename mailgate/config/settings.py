@@ -71,7 +71,9 @@ class DaemonSettings:
 class OutboundSettings:
     relay: str = ""  # "host:port"; empty: deliver into the Maildir below
     maildir: str = "var/sent"
-    tls: str = "starttls"  # starttls | implicit (both verified) | insecure (loopback only)
+    # auto: plain SMTP to a loopback relay, verified STARTTLS to any other host |
+    # starttls | implicit (both verified) | insecure (loopback only)
+    tls: str = "auto"
     username: str = ""
     password_env: str = ""
     timeout: int = 30

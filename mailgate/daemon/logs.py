@@ -1,8 +1,13 @@
 """Logging set-up: key=value text or one JSON object per line, chosen in ``[log]``.
 
-A record about one message carries ``extra={"trace": inbound_id}``; both formats put
-it in a field of its own (``trace=42`` / ``"trace": 42``), so one grep follows a message
-from the listener through processing to the acknowledgement leaving the outbox.
+A record about one message carries its trace id (the inbound id) and, once known, its
+ticket number: given as ``extra={"trace": inbound_id}`` or taken from
+``mailgate.tracing`` by the handler's filter.  Both formats put them in fields of their
+own (``trace=42 ticket=7`` / ``"trace": 42, "ticket": 7``), so one grep follows a
+message from the listener through processing to the acknowledgement leaving the outbox.
+Every record is one line — a traceback or a message with line breaks included — and
+its timestamp is ISO 8601 with the UTC offset.  The facts workers' records reach this
+handler through a queue (``pipeline.facts``), so they are formatted the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +17,15 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from mailgate import tracing
 from mailgate.config import LogSettings
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """The traceback of ``record``: formatted here, or already by a worker process."""
+    if record.exc_info:
+        return formatter.formatException(record.exc_info)
+    return record.exc_text or ""
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,24 +36,43 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        trace = getattr(record, "trace", None)
-        if trace is not None:
-            entry["trace"] = trace
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        for field in ("trace", "ticket"):
+            value = getattr(record, field, None)
+            if value is not None:
+                entry[field] = value
+        exc = _exception_text(self, record)
+        if exc:
+            entry["exc"] = exc
         return json.dumps(entry, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__(
-            "ts=%(asctime)s level=%(levelname)s logger=%(name)s%(trace_field)s %(message)s"
-        )
+    """``ts=… level=… logger=… [trace=…] [ticket=…] message [exc="…"]`` on one line."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created).astimezone()
+        return moment.isoformat(timespec="milliseconds")
 
     def format(self, record: logging.LogRecord) -> str:
-        trace = getattr(record, "trace", None)
-        record.trace_field = "" if trace is None else f" trace={trace}"
-        return super().format(record)
+        parts = [
+            f"ts={self.formatTime(record)}",
+            f"level={record.levelname}",
+            f"logger={record.name}",
+        ]
+        for field in ("trace", "ticket"):
+            value = getattr(record, field, None)
+            if value is not None:
+                parts.append(f"{field}={value}")
+        parts.append(_one_line(record.getMessage()))
+        exc = _exception_text(self, record)
+        if exc:
+            # Quoted and escaped: a traceback stays one record for journald and grep.
+            parts.append(f"exc={json.dumps(exc, ensure_ascii=False)}")
+        return " ".join(parts)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
 def configure(settings: LogSettings) -> None:
@@ -49,6 +81,7 @@ def configure(settings: LogSettings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter())
+    handler.addFilter(tracing.Fields())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.upper())
@@ -56,5 +89,6 @@ def configure(settings: LogSettings) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     # APScheduler reports every run of the sweep job at INFO.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # mail-parser logs undecodable parts at ERROR; parse records them as defects.
-    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+    # mail-parser warns about parts it cannot decode (parse records them as defects
+    # too); its warnings carry the message's trace id, so they are kept.
+    logging.getLogger("mailparser").setLevel(logging.WARNING)

@@ -17,7 +17,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -120,6 +127,10 @@ class Metrics:
     """The counters of one daemon, in a registry of its own."""
 
     def __init__(self) -> None:
+        # No ``*_created`` series beside each counter: a timestamp per series that
+        # dashboards do not use and that doubles what Prometheus stores.  The switch
+        # is process-wide in prometheus_client; every registry here wants it off.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self._store_watched = False
         self.registry = CollectorRegistry()
         r = self.registry
@@ -151,11 +162,12 @@ class Metrics:
             buckets=ACK_BUCKETS,
             registry=r,
         )
-        # Declared here so dashboards and alerts can be written now; the outbound rate
-        # limiter and the SLA timers (other work in progress) will increment them.
+        # The outbox counts every automatic mail it holds back (``replies.gates``:
+        # per-recipient limit, suppressed address, circuit breaker); the SLA job counts
+        # breaches.
         self.rate_limit_drops = Counter(
             "mailgate_rate_limit_drops",
-            "Automatic mails not sent because a rate limit was hit",
+            "Automatic mails not sent: per-recipient limit, suppressed address or breaker",
             registry=r,
         )
         self.sla_breaches = Counter(

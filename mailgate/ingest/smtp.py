@@ -3,10 +3,12 @@
 Nothing but envelope checks happens in the session: unknown recipients are refused at
 RCPT (550 5.1.1) — except the VERP return paths of our own automatic mail, whose
 HMAC tag is checked by a test the daemon hands in (ingest knows nothing of replies), so
-bounces reach ``tickets.bounces`` — oversized data by aiosmtpd's SIZE limit (552), and
-the message is answered 250 only after ``accept`` has committed it.  Every failure to
-store maps to a 4xx in one place — 452 4.3.1 when the storage is full, 451 4.3.0
-otherwise — so a sending MTA keeps the message and retries.
+bounces reach ``tickets.bounces`` — oversized data by aiosmtpd's SIZE limit (552 5.3.4),
+and the message is answered 250 only after ``accept`` has committed it. EHLO advertises
+ENHANCEDSTATUSCODES (RFC 2034) and every reply carries one: aiosmtpd's own replies get
+theirs in ``EnhancedCodes.push``. Every failure to store maps to a 4xx in one place —
+452 4.3.1 when the storage is full, 451 4.3.0 otherwise — so a sending MTA keeps the
+message and retries.
 
 A full disk is reported at DATA only, never remembered to refuse later MAIL or RCPT
 commands early: writing the message is the one reliable test of whether it fits (a
@@ -49,6 +51,27 @@ TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 NO_SUCH_USER = "550 5.1.1 <{address}>: no such helpdesk address"
 EMPTY_MESSAGE = "554 5.6.0 Empty message"
 SHUTTING_DOWN = "421 4.3.2 mailgate is shutting down, try again later"
+OK_SENDER = "250 2.1.0 OK"
+
+# The enhanced code (RFC 3463, RFC 5248) for a reply of aiosmtpd's own that carries
+# none: by the reply text where the library's wording is known, else by the code.
+_ENHANCED_BY_TEXT = (
+    ("552 Error: message size exceeds", "5.3.4"),
+    ("552 Error: Too much mail data", "5.3.4"),
+    ("500 Line too long", "5.5.2"),
+    ("500 Command line too long", "5.5.2"),
+    ("503 Error: need", "5.5.1"),
+    ("503 Error: nested MAIL", "5.5.1"),
+    ("503 Error: send", "5.5.1"),
+    ("500 Error: command", "5.5.1"),
+)
+_ENHANCED_BY_CODE = {
+    "221": "2.0.0", "250": "2.0.0", "252": "2.5.0",
+    "421": "4.3.0", "451": "4.3.0", "452": "4.3.1", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "550": "5.0.0", "552": "5.3.4", "553": "5.1.3", "554": "5.0.0",
+    "555": "5.5.4",
+}  # fmt: skip
 
 
 class IngestHandler:
@@ -90,7 +113,19 @@ class IngestHandler:
             return SHUTTING_DOWN
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        return "250 OK"
+        return OK_SENDER
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: SmtpEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Advertise ENHANCEDSTATUSCODES (RFC 2034): every reply below carries one."""
+        session.host_name = hostname  # what aiosmtpd does when no hook is set
+        return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_RCPT(
         self,
@@ -160,7 +195,56 @@ class IngestHandler:
         self.rt.metrics.ingest.labels(self.source, result).inc()
 
 
-class PerRecipientLMTP(LMTP):
+def with_enhanced_code(line: str) -> str:
+    """``line`` with an RFC 3463 enhanced code after its reply code, if it lacks one.
+
+    The greeting, the EHLO/LHLO reply, 354 and AUTH's 334 take none (RFC 2034 §3).
+    """
+    code, sep, text = line[:3], line[3:4], line[4:]
+    if not code.isdigit() or code[0] not in "245" or sep not in (" ", "-", ""):
+        return line
+    first = text.split(" ", 1)[0]
+    if first[:1] in "245" and first.count(".") == 2 and first.replace(".", "").isdigit():
+        return line  # it has one
+    enhanced = next((e for prefix, e in _ENHANCED_BY_TEXT if line.startswith(prefix)), None)
+    enhanced = enhanced or _ENHANCED_BY_CODE.get(code, f"{code[0]}.0.0")
+    return f"{code}{sep or ' '}{enhanced} {text}".rstrip()
+
+
+class EnhancedCodes(SMTP):
+    """SMTP whose every reply carries an enhanced status code, as EHLO advertises."""
+
+    _banner_owed = True  # the 220 banner, pushed once on connect, takes no code
+    _greeting = False  # inside the EHLO/LHLO/HELO reply, which takes none either
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        await self._greet(super().smtp_EHLO, arg)
+
+    async def smtp_HELO(self, arg: str) -> None:
+        await self._greet(super().smtp_HELO, arg)
+
+    async def _greet(self, command: Callable[[str], Any], arg: str) -> None:
+        self._greeting = True
+        try:
+            await command(arg)
+        finally:
+            self._greeting = False
+
+    async def push(self, status: Any) -> None:
+        text = status.decode() if isinstance(status, bytes) else str(status)
+        banner, self._banner_owed = self._banner_owed and text.startswith("220"), False
+        if banner or (self._greeting and text.startswith("250")):
+            await super().push(text)
+            return
+        await super().push("\r\n".join(with_enhanced_code(line) for line in text.split("\r\n")))
+
+
+class EnhancedLMTP(EnhancedCodes, LMTP):
+    async def smtp_LHLO(self, arg: str) -> None:
+        await self._greet(super().smtp_LHLO, arg)
+
+
+class PerRecipientLMTP(EnhancedLMTP):
     """LMTP that answers the end of DATA once per accepted recipient (RFC 2033 §4.2)."""
 
     _replies_owed = 0
@@ -205,7 +289,7 @@ def protocol_factory(
         committer,
         bounce_address_ok=bounce_address_ok,
     )
-    cls = PerRecipientLMTP if lmtp else SMTP
+    cls = PerRecipientLMTP if lmtp else EnhancedCodes
 
     def factory() -> SMTP:
         return cls(

@@ -21,15 +21,17 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer
 
+from mailgate import tracing
 from mailgate.errors import PermanentError
 from mailgate.pipeline import gather, policy
 from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import BudgetExceeded, Evidence, FactsConfig, Job
 from mailgate.store.db import translate_db_errors
-from mailgate.store.models import InboundMessage
+from mailgate.store.models import InboundMessage, Ticket
 from mailgate.store.states import INBOUND_WAITING, InboundStatus
 from mailgate.tickets import apply
 from mailgate.verify import directory
+from mailgate.verify.redact import RAW_REDACTED
 
 # Named after the stage, not the module: admins filter logs on it (docs/deploy.md).
 log = logging.getLogger("mailgate.pipeline")
@@ -205,7 +207,7 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
                 outcomes.append(_record_failure(session, rt, item, *failed[item.id]))
                 continue
             try:
-                with session.begin_nested():
+                with tracing.about(item.id), session.begin_nested():
                     outcomes.append(
                         _decide_and_apply(
                             session, rt, item, evidence[item.id], external.get(item.id, ())
@@ -245,17 +247,28 @@ def _decide_and_apply(
     hits = apply.apply(session, rt, verdict, found.context)
     if row.status != InboundStatus.QUARANTINED:
         row.status = InboundStatus.DONE
+        if ev.redacted_raw is not None:
+            # The stored copy keeps no password the articles hide; the rule hit records
+            # that it was rewritten (``mailgate export`` says so).  Quarantined mail
+            # keeps its bytes for a replay: only an admin reads that.
+            row.raw = ev.redacted_raw
+            row.size = len(ev.redacted_raw)
+            hits.append(RAW_REDACTED)
     row.verdict = type(verdict).__name__
     row.rule_hits = hits
     row.lease_until = None
     row.processed_at = found.context.now
+    number = None
+    if row.ticket_id is not None:
+        number = session.get_one(Ticket, row.ticket_id).number  # in the session already
+        tracing.ticket_known(number)
     log.info(
         "inbound id=%s verdict=%s ticket=%s hits=%s",
         item.id,
         row.verdict,
-        row.ticket_id,
+        number,
         ",".join(hits),
-        extra={"trace": item.id},
+        extra={"trace": item.id, "ticket": number},
     )
     return row.verdict
 

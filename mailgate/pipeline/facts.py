@@ -9,22 +9,29 @@ than ``processing.parse_seconds`` gets its worker killed and is retried, then
 quarantined with reason ``parse-budget``; a worker's address space is capped at
 ``processing.parse_memory_mb``, so a memory bomb fails that message alone.
 ``InlineAnalyzer`` does the same work in the calling thread (``parse_workers = 0``).
+The workers log through a queue to the parent, which formats their records as its own,
+each with the trace id of the message it is about (``mailgate.tracing``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import logging.handlers
 import math
 import multiprocessing
+import queue
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing.pool import AsyncResult, Pool
-from typing import Protocol
+from typing import Any, Protocol
 
+from mailgate import tracing
 from mailgate.config import PrioritySettings
 from mailgate.errors import TemporaryError
 from mailgate.parse import autoreply, parse
@@ -33,7 +40,7 @@ from mailgate.parse.message import Classification, ParsedMessage
 from mailgate.pipeline import priority
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
 from mailgate.verify.identity import Identifiers, extract
-from mailgate.verify.redact import redact
+from mailgate.verify.redact import redact, redact_raw
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,9 @@ class Evidence:
     identifiers: Identifiers
     password_redacted: bool
     assessment: priority.Assessment = priority.NORMAL
+    # The raw copy with the same redaction, when the raw itself held a password: the
+    # stored copy is replaced by it once the message is processed.
+    redacted_raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +103,18 @@ def analyze(
     parsed, redacted = _redact(parsed)
     identifiers = extract(parsed.subject, parsed.text, ignore_domains=config.own_domains)
     assessed = priority.assess(parsed.subject, parsed.text, parsed.headers, config.priority)
-    return Evidence(parsed, classification, auth, identifiers, redacted, assessed)
+    cleaned_raw = _redacted_raw(raw) if redacted else None
+    return Evidence(parsed, classification, auth, identifiers, redacted, assessed, cleaned_raw)
+
+
+def _redacted_raw(raw: bytes) -> bytes | None:
+    """The stored copy without the password, or None to keep it as it is: a message
+    the email package cannot write back must still be processed, never retried."""
+    try:
+        return redact_raw(raw)
+    except Exception as exc:  # noqa: BLE001 -- hostile structure; the articles are clean
+        log.warning("the raw copy could not be redacted (%s); it is kept as received", exc)
+        return None
 
 
 def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:
@@ -128,7 +149,8 @@ class InlineAnalyzer:
         results: dict[int, Outcome] = {}
         for job in jobs:
             try:
-                results[job.key] = analyze(job.raw, job.mail_from, config, dnsfunc, now)
+                with tracing.about(job.key):
+                    results[job.key] = analyze(job.raw, job.mail_from, config, dnsfunc, now)
             except Exception as exc:  # noqa: BLE001 -- the per-message boundary; caller logs
                 results[job.key] = exc
         return results
@@ -140,11 +162,71 @@ class InlineAnalyzer:
         pass
 
 
-def _limit_memory(megabytes: int) -> None:
+def _start_worker(megabytes: int, log_queue: Any, levels: dict[str, int]) -> None:
+    """Set up a worker process: its memory cap, and its logging through the parent."""
     # A worker's whole address space: a decompression or MIME bomb raises MemoryError
     # in that worker, for that message, instead of swapping the host.
     limit = megabytes * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # Records (ours and mail-parser's) go to the parent, which formats them like its
+    # own; without this they were bare lines on stderr from Python's last resort.
+    handler = _ToParent(log_queue)
+    handler.addFilter(tracing.Fields())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+
+
+class _ToParent(logging.handlers.QueueHandler):
+    """Sends a worker's records to the parent as plain, picklable values."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:  # tracebacks do not pickle; their text does
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+
+def _logger_levels() -> dict[str, int]:
+    """The levels set in this process (root and named loggers), for the workers."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+class _FromWorkers:
+    """A thread in the parent handing the workers' records to its own loggers."""
+
+    def __init__(self, log_queue: Any) -> None:
+        self.queue = log_queue
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="facts-logs", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                # Once stopping, only what has already arrived is handed over.
+                record = self.queue.get(timeout=0.2) if not stopping else self.queue.get_nowait()
+            except queue.Empty:
+                if stopping:
+                    return
+                continue
+            except (EOFError, OSError, ValueError):  # the pool and its queue are gone
+                return
+            logging.getLogger(record.name).handle(record)
+
+    def stop(self) -> None:
+        # Never puts into the queue: a killed worker may hold its write lock.
+        self._stop.set()
+        self._thread.join(timeout=2)
 
 
 def _ready(_: int) -> bool:
@@ -182,6 +264,20 @@ def analyze_job(
 JobFunction = Callable[[Job, FactsConfig, DnsFunc, datetime, float], Evidence]
 
 
+def _traced(
+    function: JobFunction,
+    job: Job,
+    config: FactsConfig,
+    dnsfunc: DnsFunc,
+    now: datetime,
+    budget: float,
+) -> Evidence:
+    """What a worker runs: ``function`` for one message, its log lines carrying the
+    message's trace id."""
+    with tracing.about(job.key):
+        return function(job, config, dnsfunc, now, budget)
+
+
 class PoolAnalyzer:
     """Runs ``analyze`` in ``workers`` processes under a time and memory budget.
 
@@ -201,14 +297,19 @@ class PoolAnalyzer:
         self.memory_mb = memory_mb
         self.job: JobFunction = job or analyze_job
         self._pool: Pool | None = None
+        self._logs: _FromWorkers | None = None
 
     def _get_pool(self) -> Pool:
         if self._pool is None:
             # forkserver: workers start from a clean, single-threaded process, never
             # from a fork of the threaded daemon.
             context = multiprocessing.get_context("forkserver")
+            log_queue = context.Queue()  # one per pool: a killed pool takes it along
+            self._logs = _FromWorkers(log_queue)
             self._pool = context.Pool(
-                self.workers, initializer=_limit_memory, initargs=(self.memory_mb,)
+                self.workers,
+                initializer=_start_worker,
+                initargs=(self.memory_mb, log_queue, _logger_levels()),
             )
         return self._pool
 
@@ -223,7 +324,7 @@ class PoolAnalyzer:
     ) -> dict[int, Outcome]:
         pool = self._get_pool()
         pending: list[tuple[Job, AsyncResult[Evidence]]] = [
-            (job, pool.apply_async(self.job, (job, config, dnsfunc, now, self.budget)))
+            (job, pool.apply_async(_traced, (self.job, job, config, dnsfunc, now, self.budget)))
             for job in jobs
         ]
         # Each worker may take the whole budget for each message it is handed.
@@ -252,3 +353,6 @@ class PoolAnalyzer:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+        if self._logs is not None:
+            self._logs.stop()
+            self._logs = None

@@ -106,7 +106,9 @@ def _continue(f: Facts, hits: list[str]) -> Verdict:
             # THREATS.md: relay (and commands) need an authenticated operator AND the
             # token; anything less stays with the operators as an internal note.
             why = "not-an-operator" if not f.operator else "unauthenticated"
-            return AppendToTicket(match.ticket_id, True, (*hits, f"operator-token:{why}"))
+            return AppendToTicket(
+                match.ticket_id, True, (*hits, f"operator-token:{why}"), kept_from_operator=_kept(f)
+            )
         block = f.commands or Block((), (), f.parsed.text)
         if block.errors:
             return RejectCommands(match.ticket_id, block.errors, (*hits, "commands:invalid"))
@@ -119,10 +121,14 @@ def _continue(f: Facts, hits: list[str]) -> Verdict:
             (*hits, "operator-note" if note else "operator-reply"),
         )
     if not match.verified:
-        return AppendToTicket(match.ticket_id, True, (*hits, "held-for-operators"))
+        return AppendToTicket(
+            match.ticket_id, True, (*hits, "held-for-operators"), kept_from_operator=_kept(f)
+        )
     if f.operator:
         # An operator's mail without the operator token is never relayed.
-        return AppendToTicket(match.ticket_id, True, (*hits, "operator-without-token"))
+        return AppendToTicket(
+            match.ticket_id, True, (*hits, "operator-without-token"), kept_from_operator=_kept(f)
+        )
     thread = f.thread
     if thread is not None and thread.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
         resolved = thread.resolved_at
@@ -131,6 +137,20 @@ def _continue(f: Facts, hits: list[str]) -> Verdict:
             return _open(f, hits, links=match.ticket_id)
         return AppendToTicket(match.ticket_id, False, (*hits, "append", "reopen"), reopen=True)
     return AppendToTicket(match.ticket_id, internal=False, hits=(*hits, "append"))
+
+
+def _kept(f: Facts) -> tuple[str, ...]:
+    """Why an operator's mail on a ticket stays internal: what she must change for a
+    reply to go out.  Empty when the sender is no operator (nobody else is told)."""
+    match = f.threading.match
+    if not f.operator or match is None or match.how == "note-token":
+        return ()  # a mail to the note address was meant to stay internal
+    why = []
+    if f.auth.result != "pass":
+        why.append("unauthenticated")
+    if not match.by_operator_token:
+        why.append("no-reply-address")
+    return tuple(why)
 
 
 def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:

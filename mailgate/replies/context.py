@@ -29,6 +29,20 @@ class Configured(Protocol):
     def clock(self) -> Clock: ...
 
 
+class QueueMetrics(Protocol):
+    """The counter queueing moves when the gates hold an automatic mail back."""
+
+    @property
+    def rate_limit_drops(self) -> Counter: ...
+
+
+class Dropping(Protocol):
+    """What holding a mail back reads: the counter of suppressed automatic mail."""
+
+    @property
+    def metrics(self) -> QueueMetrics: ...
+
+
 class QueueContext(Configured, Protocol):
     """What rendering and queueing a mail reads: templates, keys, limits, the time."""
 
@@ -36,10 +50,13 @@ class QueueContext(Configured, Protocol):
     def renderer(self) -> Renderer: ...
     @property
     def verp_key(self) -> bytes | None: ...
+
+    @property
+    def metrics(self) -> QueueMetrics: ...
     def threading_key(self, session: Session) -> bytes: ...
 
 
-class OutboxMetrics(Protocol):
+class OutboxMetrics(QueueMetrics, Protocol):
     """The counters the outbox moves once an attempt is recorded."""
 
     @property

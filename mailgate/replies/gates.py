@@ -9,7 +9,9 @@ answers with the reason it must not go out, or None.  In order:
   other, a forwarding loop, a bug), so all automatic mail stops for
   ``breaker_cooldown_seconds``.  Opening it logs at ERROR and leaves an event;
 * ``recipient-limit`` — ``acks_per_recipient_per_day`` automatic mails already went
-  to this address within 24 hours (THREATS.md: stricter than OTRS and Zammad).
+  to this address within 24 hours (THREATS.md: stricter than OTRS and Zammad).  An
+  acknowledgement that warns about a pasted password passes this one: a customer who
+  hit the limit must still learn to change the password.
 
 ``held_many`` repeats the first two just before sending, so mail queued before a bounce or
 before the breaker opened is stopped too.  Mail written by a person (operator replies)
@@ -40,13 +42,26 @@ COUNTED = ("pending", "sent", "failed", "bounced")
 DAY = timedelta(hours=24)
 
 
-def gate(session: Session, limits: LimitSettings, recipient: str, now: datetime) -> str | None:
+def gate(
+    session: Session,
+    limits: LimitSettings,
+    recipient: str,
+    now: datetime,
+    *,
+    warning: bool = False,
+) -> str | None:
+    """Why this automatic mail must not go out, or None.  ``warning`` marks the one
+    mail that passes the per-recipient limit: telling a customer that a password they
+    mailed us must be changed (never to a suppressed address, never past the breaker)."""
     if suppressed_until(session, recipient, now) is not None:
         return "address-suppressed"
     window = _window(session, limits, now)
     if window.open:
         return "circuit-breaker"
-    if _automatic_since(session, now - DAY, recipient) >= limits.acks_per_recipient_per_day:
+    if (
+        not warning
+        and _automatic_since(session, now - DAY, recipient) >= limits.acks_per_recipient_per_day
+    ):
         return "recipient-limit"
     if window.queued >= limits.breaker_threshold:
         _open_breaker(session, limits, window.queued, now)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mailgate import tracing
 from mailgate.replies import outbox, tokens
 from mailgate.replies.context import QueueContext
 from mailgate.replies.render import Quoted, Rendered
@@ -43,6 +44,7 @@ def send(
     quoted: Quoted | None = None,
     context: dict[str, Any] | None = None,
     inbound_id: int | None = None,
+    warning: bool = False,
 ) -> Rendered:
     """Queue one mail; ``record`` replaces the body in the stored article.
 
@@ -51,7 +53,10 @@ def send(
     is for mail to operators and mail a person wrote: never rate-limited.
     ``article=False`` leaves recording to the caller.  ``inbound_id`` links the mail
     to the message that caused it (trace id, and the receipt-to-ack metric).
+    ``warning`` marks a mail that warns of a pasted password: it passes the
+    per-recipient daily limit (``gates.gate``).
     """
+    tracing.ticket_known(ticket.number)  # lines about this mail name the ticket
     key = rt.threading_key(session)
     domain = ticket.helpdesk_address.rpartition("@")[2]
     rendered = rt.renderer.render(
@@ -82,6 +87,7 @@ def send(
         rendered=rendered,
         automatic=automatic,
         inbound_id=inbound_id,
+        warning=warning,
     )
     if not article:
         return rendered

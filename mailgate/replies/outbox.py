@@ -22,19 +22,20 @@ growing their backoff, and everything goes within about a minute of its return.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import dkim
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, defer
 
 from mailgate.errors import PermanentError, TemporaryError
 from mailgate.replies import gates, notes, verp
-from mailgate.replies.context import QueueContext, SendContext
+from mailgate.replies.context import Dropping, QueueContext, SendContext
 from mailgate.replies.render import Rendered
 from mailgate.store.db import translate_db_errors
-from mailgate.store.models import InboundMessage, OutboxMessage
+from mailgate.store.models import InboundMessage, OutboxMessage, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,22 @@ def enqueue(
     mail_from: str | None = None,
     automatic: bool = True,
     inbound_id: int | None = None,
+    warning: bool = False,
 ) -> OutboxMessage:
     """Queue one mail to one recipient; the row is ``suppressed`` when a gate says no.
 
     ``mail_from=None`` lets the outbox choose the envelope sender of automatic mail:
     a VERP address when a key is configured, else the null sender (RFC 3834 §3.3).
     ``automatic=False`` is for mail a person wrote; it is never limited.
-    ``inbound_id`` names the message this mail answers (the trace id).
+    ``inbound_id`` names the message this mail answers (the trace id).  ``warning``
+    lets a password warning past the per-recipient limit (``gates.gate``).
     """
     if len(rcpt_to) != 1:
         raise ValueError("an outbox row carries exactly one recipient")
     now = rt.clock()
     recipient = rcpt_to[0].lower()
-    reason = gates.gate(session, rt.settings.limits, recipient, now) if automatic else None
+    limits = rt.settings.limits
+    reason = gates.gate(session, limits, recipient, now, warning=warning) if automatic else None
     row = OutboxMessage(
         kind=kind,
         automatic=automatic,
@@ -95,13 +99,18 @@ def enqueue(
         out = rt.settings.outbound
         row.mail_from = verp.address(row.id, domain, out.verp_local_part, rt.verp_key)
     if reason is not None:
-        _suppress(session, row, reason, now)
+        _suppress(session, rt, row, reason, now)
     return row
 
 
-def _suppress(session: Session, row: OutboxMessage, reason: str, now: datetime) -> None:
+def _suppress(
+    session: Session, rt: Dropping, row: OutboxMessage, reason: str, now: datetime
+) -> None:
     row.status = "suppressed"
     row.reason = reason
+    # Counted once the suppression is committed (a rolled-back batch held nothing back).
+    drops = rt.metrics.rate_limit_drops
+    event.listen(session, "after_commit", lambda _session: drops.inc(), once=True)
     log.warning("outbox id=%s (%s to %s) suppressed: %s", row.id, row.kind, row.recipient, reason)
     notes.event(
         session,
@@ -249,7 +258,7 @@ def _claim(rt: SendContext, limit: int) -> tuple[list[_Claimed], int]:
             if row.automatic and not row.released:
                 reason = holds.get(row.recipient)
                 if reason is not None:
-                    _suppress(session, row, reason, now)
+                    _suppress(session, rt, row, reason, now)
                     held += 1
                     continue
             row.next_attempt_at = now + lease
@@ -293,13 +302,14 @@ def _record(rt: SendContext, outcomes: _Outcomes) -> None:
                 .where(OutboxMessage.id.in_([item.id for item in claimed]))
             )
         }
+        numbers = _ticket_numbers(session, rows.values())
         for item in claimed:
             row = rows.get(item.id)
             if row is None or row.status != "pending" or row.attempts != item.attempts:
                 continue  # our lease ran out and another sender has taken the row over
             error = outcomes.errors.get(item.id)
             row.attempts = item.attempts + 1
-            trace = {"trace": item.inbound_id}
+            trace = {"trace": item.inbound_id, "ticket": numbers.get(row.ticket_id)}
             if error is None:
                 row.status = "sent"
                 row.sent_at = now
@@ -313,10 +323,10 @@ def _record(rt: SendContext, outcomes: _Outcomes) -> None:
                 continue
             row.last_error = str(error)[:2000]
             if isinstance(error, PermanentError):
-                _give_up(session, row, error.reason, now)
+                _give_up(session, row, error.reason, now, trace)
                 results.append((item, "failed"))
             elif item.created_at_age >= lifetime:
-                _give_up(session, row, "lifetime-expired", now)
+                _give_up(session, row, "lifetime-expired", now, trace)
                 results.append((item, "failed"))
             else:
                 delay = min(out.retry_base_seconds * 2 ** (row.attempts - 1), out.retry_max_seconds)
@@ -343,7 +353,22 @@ def _record(rt: SendContext, outcomes: _Outcomes) -> None:
         rt.metrics.receipt_to_ack.observe(max((now - received_at).total_seconds(), 0.0))
 
 
-def _give_up(session: Session, row: OutboxMessage, reason: str, now: datetime) -> None:
+def _ticket_numbers(session: Session, rows: Iterable[OutboxMessage]) -> dict[int | None, int]:
+    """Ticket id → number for the rows' tickets: log lines name tickets by number."""
+    ids = {row.ticket_id for row in rows if row.ticket_id is not None}
+    if not ids:
+        return {}
+    found = session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ids)))
+    return {ticket_id: number for ticket_id, number in found}
+
+
+def _give_up(
+    session: Session,
+    row: OutboxMessage,
+    reason: str,
+    now: datetime,
+    trace: dict[str, int | None] | None = None,
+) -> None:
     row.status = "failed"
     row.reason = reason
     log.error(
@@ -351,7 +376,7 @@ def _give_up(session: Session, row: OutboxMessage, reason: str, now: datetime) -
         row.id,
         reason,
         row.last_error,
-        extra={"trace": row.inbound_id},
+        extra=trace or {"trace": row.inbound_id},
     )
     detail = (
         f"The {row.kind} to {row.recipient} could not be delivered after "

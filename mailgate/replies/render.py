@@ -35,6 +35,8 @@ from mailgate.config import Settings
 from mailgate.errors import PermanentError
 
 LANGUAGES = ("en", "pl", "sk", "cs", "ru")
+# Every body template ends with its signature under this line (RFC 3676 §4.3).
+SIGNATURE_DELIMITER = "-- \n"
 MAX_REFERENCES = 20
 # Bodies go out as UTF-8 quoted-printable (readable in raw form, safe for 7-bit hops);
 # the lines of the wire format end in CRLF.
@@ -77,6 +79,7 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
     "reply": {"operator_name": "Anna Nowak"},
     "holding": {"eta": "2026-11-23 11:00 UTC"},
     "command_error": {},
+    "kept_internal": {"reasons": ["unauthenticated", "no-reply-address"]},
     "escalation": {
         "requester": "jan@customer.example",
         "queue": "technical",
@@ -164,7 +167,7 @@ class Renderer:
         if quoted.before:
             body = f"{quoted.before.rstrip()}\n\n{body}"
         if quoted.after:
-            body = f"{body}\n{quoted.after.rstrip()}\n"
+            body = _before_signature(body, quoted.after)
         domain = from_address.rpartition("@")[2]
         message_id = message_id or f"{kind}.{secrets.token_hex(12)}@{domain}"
         headers: list[tuple[str, str | Header]] = [
@@ -221,6 +224,16 @@ class Renderer:
 
     def _template(self, kind: str, lang: str, part: str) -> jinja2.Template:
         return self.env.get_template(f"{kind}/{lang}/{part}.txt.j2")
+
+
+def _before_signature(body: str, text: str) -> str:
+    """``text`` placed at the end of ``body`` but above its signature, so every mail
+    ends with the signature under its ``-- `` delimiter (RFC 3676 §4.3), which mail
+    clients recognise and leave out of a quoted reply."""
+    head, delimiter, signature = body.rpartition(SIGNATURE_DELIMITER)
+    if not delimiter:
+        return f"{body}\n{text.rstrip()}\n"
+    return f"{head.rstrip()}\n\n{text.rstrip()}\n\n{delimiter}{signature}"
 
 
 def references_chain(ids: list[str]) -> list[str]:

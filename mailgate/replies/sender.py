@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from mailgate.config import is_loopback
 from mailgate.errors import PermanentError, StorageFull, TemporaryError, out_of_space
 
 
@@ -104,7 +105,10 @@ class SmtpRelayTransport:
     ``starttls`` and ``implicit`` verify the relay's certificate and host name (the
     stdlib does not unless given a context: we always pass a default one).  A relay
     without STARTTLS is an error, never a silent fall-back to plain text.  ``insecure``
-    speaks plain SMTP; the config allows it only for a loopback relay.
+    speaks plain SMTP; the config allows it only for a loopback relay.  ``auto`` (the
+    default) is ``insecure`` for a loopback relay — the local Postfix on 127.0.0.1:25,
+    which seldom has a certificate for "localhost", and traffic that never leaves the
+    host — and ``starttls`` for every other.
     """
 
     def __init__(
@@ -112,7 +116,7 @@ class SmtpRelayTransport:
         host: str,
         port: int,
         *,
-        tls: str = "starttls",
+        tls: str = "auto",
         timeout: float = 30,
         username: str = "",
         password: str = "",
@@ -120,6 +124,8 @@ class SmtpRelayTransport:
     ) -> None:
         self.host = host
         self.port = port
+        if tls == "auto":
+            tls = "insecure" if is_loopback(host) else "starttls"
         self.tls = tls
         self.timeout = timeout
         self.username = username

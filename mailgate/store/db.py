@@ -3,7 +3,8 @@
 SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so a commit
 is on disk before we answer 250, a busy timeout instead of instant "database is
 locked", and ``BEGIN IMMEDIATE`` for every transaction so two writers queue on the
-lock rather than deadlock when a reader upgrades.  PostgreSQL gets a connect timeout
+lock rather than deadlock when a reader upgrades, and ``secure_delete`` so rewritten
+bytes are overwritten on disk.  PostgreSQL gets a connect timeout
 so an unreachable server turns into a temporary failure within seconds.
 """
 
@@ -60,6 +61,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed in the file, not left in free
+        # pages: a raw copy rewritten without a pasted password (``verify.redact``)
+        # must not keep the password on disk.
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     # SQLite has one writer at a time.  Threads of this process queue on a Python lock

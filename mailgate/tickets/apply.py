@@ -126,6 +126,19 @@ def _append(
     if not verdict.internal:  # a quiet note (bounce, auto-reply) changes nothing
         _customer_replied(session, rt, ticket, article, verdict.reopen, ctx)
     ctx.row.ticket_id = ticket.id
+    if verdict.kept_from_operator and ctx.operator is not None and ctx.acknowledge:
+        # She may believe she answered the customer: say it stayed internal, and why.
+        operators.tell_kept_internal(
+            session,
+            rt,
+            ticket,
+            ctx.operator,
+            verdict.kept_from_operator,
+            in_reply_to=ctx.parsed.message_id,
+            references=ctx.parsed.references,
+            inbound_id=ctx.row.id,
+        )
+        return ("operator-told:kept-internal",)
     return ()
 
 
@@ -189,6 +202,9 @@ def _open_ticket(session: Session, rt: TicketContext, verdict: OpenTicket, ctx: 
         requester_name=parsed.from_.name if parsed.from_ else "",
         language=choose_language(
             account.language if account else None,
+            # A follow-up of a ticket too old to reopen speaks that ticket's language:
+            # "still broken" says too little to detect one.
+            _linked_language(session, verdict.links),
             content_language(parsed.headers),
             parsed.language,
             rt.settings.helpdesk.queue_languages.get(verdict.queue),
@@ -206,6 +222,12 @@ def _open_ticket(session: Session, rt: TicketContext, verdict: OpenTicket, ctx: 
     session.add(ticket)
     session.flush()
     return ticket
+
+
+def _linked_language(session: Session, ticket_id: int | None) -> str | None:
+    if ticket_id is None:
+        return None
+    return session.scalar(select(Ticket.language).where(Ticket.id == ticket_id))
 
 
 def _customer_replied(
@@ -258,7 +280,7 @@ def _operator_replied(
             ticket.status = TicketStatus.OPEN
         ticket.updated_at = now
         return
-    summary = " ".join(f"#{c.name} {c.value}".strip() for c in verdict.commands)
+    summary = " ".join(c.shown for c in verdict.commands)
     article = _add_article(session, ticket.id, ctx, op.address, internal=True)
     article.text = text or f"(commands: {summary or 'none'})"
 
@@ -323,6 +345,8 @@ def _acknowledge(session: Session, rt: TicketContext, ticket: Ticket, ctx: Conte
             "missing": list(ctx.missing) if ticket.priority == "high" else [],
         },
         inbound_id=ctx.row.id,
+        # The one automatic mail past the per-recipient limit: a password to change.
+        warning=ctx.password_redacted,
     )
 
 

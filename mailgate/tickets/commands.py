@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from mailgate.durations import parse_duration
+from mailgate.durations import format_duration, parse_duration
 from mailgate.store.states import TicketStatus
 
 STATUSES = tuple(s.value for s in TicketStatus if s is not TicketStatus.NEW)
@@ -35,6 +35,14 @@ class Command:
     value: str = ""  # normalized: a status, a priority, an operator address, a queue
     duration: timedelta | None = None  # eta
     reason: str = ""  # eta
+
+    @property
+    def shown(self) -> str:
+        """The command as an operator would write it (events and notes show this)."""
+        duration = format_duration(self.duration) if self.duration is not None else ""
+        return " ".join(
+            part for part in (f"#{self.name}", self.value, duration, self.reason) if part
+        )
 
 
 @dataclass(frozen=True, slots=True)

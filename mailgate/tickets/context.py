@@ -12,10 +12,10 @@ from typing import Protocol
 from prometheus_client import Counter
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate.replies.context import QueueContext
+from mailgate.replies.context import QueueContext, QueueMetrics
 
 
-class TicketMetrics(Protocol):
+class TicketMetrics(QueueMetrics, Protocol):
     @property
     def sla_breaches(self) -> Counter: ...
 

@@ -247,7 +247,7 @@ def carry_out(
             ticket_id=ticket.id,
             inbound_id=inbound_id,
             address=operator.address,
-            detail=f"#{command.name} {command.value or command.reason}".strip(),
+            detail=command.shown,
         )
     ticket.updated_at = now
     return hits
@@ -299,6 +299,40 @@ def reject(
         quoted=Quoted(after="\n".join(f"  {e}" for e in errors)),
         inbound_id=inbound_id,
         auto_submitted="auto-replied",
+    )
+
+
+def tell_kept_internal(
+    session: Session,
+    rt: TicketContext,
+    ticket: Ticket,
+    operator: Operator,
+    reasons: Sequence[str],
+    *,
+    in_reply_to: str | None,
+    references: tuple[str, ...],
+    inbound_id: int,
+) -> None:
+    """Answer an operator whose mail stayed an internal note: it was not sent, why, and
+    what makes a reply go out.  Only to her registered address, never the customer.
+
+    Rate-limited like automatic mail: an unauthenticated "operator" mail may be forged,
+    and forged mail must not turn into a stream of mail to the real operator.
+    """
+    notify.send(
+        session,
+        rt,
+        ticket,
+        kind="kept_internal",
+        to=operator.address,
+        language=rt.settings.helpdesk.default_language,
+        in_reply_to=in_reply_to,
+        references=references,
+        role="o",
+        article=False,
+        automatic=True,
+        context={"reasons": list(reasons)},
+        inbound_id=inbound_id,
     )
 
 

@@ -6,7 +6,9 @@ attachment names and hashes stay, so a conversation still reads whole.  A quaran
 message is kept until someone has dealt with it (replayed, then processed).  An
 attachment's bytes go only when no article newer than the cut-off uses them (they are
 stored once per content hash).  ``export`` writes a ticket's messages — inbound as
-received, outbound as sent — into an mbox file, for the customer or a court.
+stored, outbound as sent — into an mbox file, for the customer or a court; a message
+whose stored copy had passwords removed (``verify.redact``) is exported that way,
+under an ``X-Mailgate-Redacted`` header that says so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Article, Attachment, Blob, InboundMessage, OutboxMessage, Ticket
 from mailgate.store.states import InboundStatus, OutboxStatus
 from mailgate.tickets.context import TicketContext
+from mailgate.verify.redact import RAW_REDACTED
+
+# Put on top of an exported message whose stored copy had passwords removed, so whoever
+# receives the export knows the text differs from what was sent.
+REDACTED_HEADER = (
+    b"X-Mailgate-Redacted: passwords pasted into this message were removed from mailgate's copy\r\n"
+)
 
 
 def purge(rt: TicketContext) -> tuple[int, int]:
@@ -67,9 +76,14 @@ def export(rt: TicketContext, number: int, path: Path) -> int:
         raws: list[bytes] = []
         for article in ticket.articles:
             if article.direction == "in" and article.inbound_id is not None:
-                raw = session.scalar(
-                    select(InboundMessage.raw).where(InboundMessage.id == article.inbound_id)
-                )
+                found = session.execute(
+                    select(InboundMessage.raw, InboundMessage.rule_hits).where(
+                        InboundMessage.id == article.inbound_id
+                    )
+                ).one_or_none()
+                raw = found.raw if found else None
+                if raw and found and RAW_REDACTED in (found.rule_hits or ()):
+                    raw = REDACTED_HEADER + bytes(raw)
             elif article.direction == "out" and article.message_id:
                 raw = session.scalar(
                     select(OutboxMessage.raw).where(

@@ -33,6 +33,10 @@ class AppendToTicket:
     internal: bool
     hits: tuple[str, ...]
     reopen: bool = False  # a customer's reply to a resolved ticket
+    # An operator's mail kept as a note although she may have meant it for the
+    # customer: why ("unauthenticated", "no-reply-address").  She is told, never the
+    # customer.
+    kept_from_operator: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

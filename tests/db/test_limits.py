@@ -49,6 +49,7 @@ def test_at_most_five_automatic_mails_per_recipient_and_day(
             clock.advance(hours=1)
         statuses = [(r.status, r.reason) for r in rows(rt)]
         assert statuses == [("pending", None)] * 5 + [("suppressed", "recipient-limit")] * 2
+        assert rt.metrics.rate_limit_drops._value.get() == 2  # counted, once committed
         with rt.sessions() as s:
             held = s.scalars(select(Event).where(Event.kind == "suppressed")).all()
             assert [e.reason for e in held] == ["recipient-limit"] * 2

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
+from mailgate import config
 from mailgate.daemon.runtime import Runtime
 from mailgate.errors import TemporaryError
 from mailgate.replies import outbox
@@ -309,6 +310,15 @@ def test_starttls_verifies_the_relay_certificate(tmp_path: Path) -> None:
         assert relay.messages == []
     finally:
         controller.stop()
+
+
+def test_the_default_setting_sends_to_a_plain_loopback_relay(sink: RelaySink) -> None:
+    # The local Postfix on 127.0.0.1:25 rarely has a certificate for "localhost".
+    tls = config.Settings().outbound.tls
+    transport = SmtpRelayTransport("127.0.0.1", sink.port, tls=tls, timeout=10)
+    with transport.connect() as conn:
+        conn.send("", ["jan@customer.example"], b"Subject: hi\r\n\r\nhello\r\n", "k")
+    assert len(sink.wait_for(1)) == 1
 
 
 def test_starttls_never_falls_back_to_plain_text(sink: RelaySink) -> None:

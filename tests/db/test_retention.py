@@ -3,7 +3,9 @@ still reads whole; export hands over what is left as mbox."""
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
+import sqlite3
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -74,3 +76,27 @@ def test_zero_days_keeps_everything(db_url: str, tmp_path: Path, clock: FakeCloc
         assert retention.purge(rt) == (0, 0)
     finally:
         rt.close()
+
+
+def test_sqlite_overwrites_the_bytes_a_rewrite_frees(tmp_path: Path) -> None:
+    """A raw copy rewritten without its password leaves no trace in the database file
+    (``secure_delete``): the old page is zeroed, not merely put on the free list."""
+    from mailgate.config import DatabaseSettings
+    from mailgate.store.db import make_engine
+
+    path = tmp_path / "secure.db"
+    engine = make_engine(DatabaseSettings(url=f"sqlite:///{path}"))
+    try:
+        secret = b"Zaq1@wsx-" * 2000  # spans pages, so overflow pages are freed
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, raw BLOB)")
+            conn.exec_driver_sql("INSERT INTO t (raw) VALUES (?)", (secret,))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE t SET raw = ? WHERE id = 1", (b"redacted",))
+    finally:
+        engine.dispose()
+    # What SQLite's automatic checkpoint does: copy the log into the file, empty it.
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("secure.db*"))
+    assert b"Zaq1@wsx" not in on_disk

@@ -172,6 +172,86 @@ def test_reply_after_reopen_days_opens_a_linked_ticket(
         rt.close()
 
 
+def test_a_follow_up_is_acknowledged_in_the_tickets_language(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    rt, _ = staffed(db_url, tmp_path, clock, threading={"reopen_days": 10})
+    try:
+        deliver(rt, make_mail())  # Polish: the first ticket speaks Polish
+        ack = next(m for m in sent_messages(rt) if m["To"] == "jan@customer.example")
+        assert tickets(rt)[0].language == "pl"
+        with rt.sessions.begin() as s:
+            s.scalars(select(Ticket)).one().status = "resolved"
+            s.scalars(select(Ticket)).one().resolved_at = clock()
+        clock.advance(days=11)
+        deliver(rt, make_mail(to=ack["Reply-To"], subject="Re: [#1]", body="Again? Still down."))
+        old, new = tickets(rt)
+        assert new.linked_ticket_id == old.id
+        assert new.language == "pl"
+        ack2 = [m for m in sent_messages(rt) if m["To"] == "jan@customer.example"][-1]
+        assert ack2["Content-Language"] == "pl"
+    finally:
+        rt.close()
+
+
+def test_an_operator_whose_reply_stayed_internal_is_told_so(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    rt, key = staffed(db_url, tmp_path, clock)
+    try:
+        deliver(rt, make_mail(subject="Hello", body="A question"))
+        ack, notice = sorted(sent_messages(rt), key=lambda m: m["To"] != "jan@customer.example")
+        # a) Through her reply address, but not authenticated (no DKIM signature).
+        unsigned = make_mail(
+            sender=ANNA, to=notice["Reply-To"], body="Fixed.", message_id="<a1@staff.example>"
+        )
+        deliver(rt, unsigned)
+        # b) Authenticated, but to the helpdesk address (her client's "reply all").
+        wrong = make_mail(
+            sender=ANNA,
+            subject=f"Re: {notice['Subject']}",
+            body="Fixed too.",
+            message_id="<a2@staff.example>",
+            headers={"In-Reply-To": notice["Message-ID"]},
+        )
+        deliver(rt, sign(wrong, key, "staff.example"))
+        told = [m for m in sent_messages(rt) if "kept internal" in m["Subject"]]
+        assert [(m["To"], m["In-Reply-To"]) for m in told] == [
+            (ANNA, "<a1@staff.example>"),
+            (ANNA, "<a2@staff.example>"),
+        ]
+        first, second = body(told[0]), body(told[1])
+        assert "did not arrive authenticated" in first and "reply address for" not in first
+        assert "reply address for" in second and "did not arrive authenticated" not in second
+        assert "not sent to the customer" in body(told[0])
+        # The customer got the acknowledgement and nothing else.
+        assert [m["Subject"] for m in sent_messages(rt) if m["To"] == "jan@customer.example"] == [
+            ack["Subject"]
+        ]
+        assert all(t.status == "new" for t in tickets(rt))
+    finally:
+        rt.close()
+
+
+def test_a_note_by_the_note_address_is_not_answered(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    rt, key = staffed(db_url, tmp_path, clock)
+    try:
+        deliver(rt, make_mail(subject="Hello", body="A question"))
+        [notice] = [m for m in sent_messages(rt) if m["To"] == ANNA]
+        note_address = next(
+            w.rstrip(",") for w in body(notice).split() if ".n." in w and "@helpdesk" in w
+        )
+        deliver(
+            rt, sign(make_mail(sender=ANNA, to=note_address, body="Note."), key, "staff.example")
+        )
+        deliver(rt, make_mail(sender=ANNA, to=note_address, body="Unsigned note."))
+        assert not [m for m in sent_messages(rt) if "kept internal" in m["Subject"]]
+    finally:
+        rt.close()
+
+
 def test_operator_notice_carries_the_customers_attachments(rt: Runtime) -> None:
     add_operator(rt)
     msg = email.message_from_bytes(

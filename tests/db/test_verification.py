@@ -21,11 +21,11 @@ from mailgate.ingest.accept import Envelope, accept
 from mailgate.pipeline import batches
 from mailgate.replies import outbox
 from mailgate.store.models import (
-    Account,
     AccountAddress,
     Article,
     Challenge,
     InboundMessage,
+    OutboxMessage,
     Ticket,
 )
 from mailgate.tickets import challenges
@@ -287,20 +287,75 @@ def test_pasted_password_is_redacted_and_the_sender_warned(vrt: Runtime) -> None
         article = s.scalars(select(Article).where(Article.inbound_id == row.id)).one()
         assert "Zaq1@wsx" not in article.text + article.body_text
         assert "[password removed by mailgate]" in article.text
-        raw = s.get_one(InboundMessage, row.id).raw
-        assert b"Zaq1@wsx" in raw  # only the restricted inbound store keeps it
+        stored = s.get_one(InboundMessage, row.id)
+        # The stored raw copy is rewritten with the same redaction, and says so.
+        assert b"Zaq1@wsx" not in stored.raw
+        assert "raw-redacted" in stored.rule_hits
+        kept = email.message_from_bytes(stored.raw, policy=email_policy.default)
+        assert "[password removed by mailgate]" in kept.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     ack = next(m for m in sent(vrt) if m["To"] == "jan@customer.example")
     assert "zmienić to hasło" in body(ack)
+    # The acknowledgement promises nothing it did not do.
+    assert "przed zapisaniem" not in body(ack)
 
 
-def test_accounts_resolve_by_identifier_only_when_unambiguous(
-    vrt: Runtime, clock: FakeClock
-) -> None:
-    with vrt.sessions.begin() as s:
-        directory.upsert(s, directory.AccountSpec("other", "boss@other.example",
-                         identifiers=(("order", "50000"),)), clock())  # fmt: skip
-    row = deliver(vrt, make_mail(sender="x@unknown.example", subject="orders #40033 and #50000"))
-    assert "account:identifiers-name-several-accounts" in row.rule_hits
-    assert ticket(vrt).authorization == "consultative"
+def test_export_writes_the_redacted_copy_and_says_so(vrt: Runtime, tmp_path: Path) -> None:
+    from mailgate.tickets import retention
+
+    deliver(vrt, make_mail(subject="reset", body="Hasło: Zaq1@wsx\nProszę o reset.\n"))
+    out = tmp_path / "t1.mbox"
+    assert retention.export(vrt, 1, out) >= 1
+    assert b"Zaq1@wsx" not in out.read_bytes()
+    box = mailbox.mbox(out)
+    inbound = [m for m in box if m["Subject"] == "reset"]
+    box.close()
+    assert [m["X-Mailgate-Redacted"] for m in inbound] == [
+        "passwords pasted into this message were removed from mailgate's copy"
+    ]
+
+
+def test_password_warning_passes_the_daily_limit(vrt: Runtime) -> None:
+    with vrt.sessions.begin() as s:  # jan's daily allowance of automatic mail is spent
+        s.add_all(_automatic_rows("jan@customer.example", vrt.clock(), 5))
+    deliver(vrt, make_mail(subject="plain question", message_id="<q1@customer.example>"))
+    deliver(vrt, make_mail(body="Hasło: Zaq1@wsx\n", message_id="<q2@customer.example>"))
     with vrt.sessions() as s:
-        assert len(s.scalars(select(Account)).all()) == 2
+        acks = s.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.kind == "ack", OutboxMessage.ticket_id.is_not(None))
+            .order_by(OutboxMessage.id)
+        ).all()
+    assert [(a.status, a.reason) for a in acks] == [
+        ("suppressed", "recipient-limit"),
+        ("pending", None),  # the password warning still goes out
+    ]
+
+
+def test_password_warning_never_goes_to_a_suppressed_address(vrt: Runtime) -> None:
+    from datetime import timedelta
+
+    from mailgate.store.models import Suppression
+
+    with vrt.sessions.begin() as s:
+        s.add(
+            Suppression(
+                address="jan@customer.example",
+                until=vrt.clock() + timedelta(days=3),
+                reason="5.1.1",
+                created_at=vrt.clock(),
+            )
+        )
+    deliver(vrt, make_mail(body="Hasło: Zaq1@wsx\n"))
+    with vrt.sessions() as s:
+        ack = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "ack")).one()
+    assert (ack.status, ack.reason) == ("suppressed", "address-suppressed")
+
+
+def _automatic_rows(recipient: str, now: Any, count: int) -> list[OutboxMessage]:
+    """Automatic mail already sent to ``recipient`` today."""
+    row = {
+        "kind": "ack", "automatic": True, "mail_from": "", "rcpt_to": [recipient],
+        "recipient": recipient, "raw": b"", "status": "sent", "attempts": 1,
+        "released": False, "next_attempt_at": now, "created_at": now,
+    }  # fmt: skip
+    return [OutboxMessage(message_id=f"earlier{i}@helpdesk.example", **row) for i in range(count)]

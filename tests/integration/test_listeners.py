@@ -188,3 +188,66 @@ def test_concurrent_sessions_share_commits_and_each_gets_its_own_id(relay_rt: Ru
     assert len(stored) == 40
     # "250 2.0.0 OK queued as N": N is the row that holds exactly that message.
     assert answers == stored
+
+
+def _exchange(port: int, commands: list[bytes]) -> list[str]:
+    """Send raw command lines; return every reply line, the banner first."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rwb")
+
+        def reply() -> list[str]:
+            lines = []
+            while True:
+                line = f.readline().decode().rstrip("\r\n")
+                lines.append(line)
+                if line[3:4] != "-":
+                    return lines
+
+        out = reply()
+        for command in commands:
+            f.write(command + b"\r\n")
+            f.flush()
+            out.extend(reply())
+        return out
+
+
+def test_every_smtp_reply_carries_an_enhanced_status_code(relay_rt: Runtime) -> None:
+    with DaemonThread(relay_rt) as d:
+        smtp = _exchange(
+            d.port("smtp"),
+            [
+                b"EHLO client.example",
+                b"MAIL FROM:<jan@customer.example> SIZE=500000",  # over the limit
+                b"MAIL FROM:<jan@customer.example>",
+                b"MAIL FROM:<jan@customer.example>",  # nested
+                b"RCPT TO:<support@helpdesk.example>",
+                b"X" * 2000,  # a command line far too long
+                b"BOGUS",
+                b"NOOP",
+                b"RSET",
+                b"QUIT",
+            ],
+        )
+        lmtp = _exchange(d.port("lmtp"), [b"LHLO client.example", b"QUIT"])
+        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as c:
+            c.helo()  # no SIZE announced: refused only after the data
+            c.mail("jan@customer.example")
+            c.rcpt("support@helpdesk.example")
+            code, text = c.data(make_mail(body=("x" * 70 + "\n") * 8000))
+            assert (code, text[:6]) == (552, b"5.3.4 ")
+            c.mail("jan@customer.example")
+            c.rcpt("support@helpdesk.example")
+            code, text = c.data(b"Subject: x\r\n\r\n" + b"y" * 2000)  # over 998 octets
+            assert (code, text[:6]) == (500, b"5.5.2 ")
+    banner, *rest = smtp
+    assert banner.startswith("220 ") and " 2.0.0 " not in banner  # RFC 2034 §3
+    ehlo = [line for line in rest if line.startswith("250-") or line == "250 HELP"]
+    assert "250-ENHANCEDSTATUSCODES" in ehlo and "250-ENHANCEDSTATUSCODES" in lmtp
+    replies = [line for line in rest if line not in ehlo]
+    assert replies[0].startswith("552 5.3.4 ")  # aiosmtpd's own size refusal
+    assert replies[1].startswith("250 2.1.0")
+    assert replies[2].startswith("503 5.5.1 ")
+    assert replies[3].startswith("250 2.1.5")
+    assert replies[4].startswith("500 5.5.2 ")
+    assert replies[5].startswith("500 5.5.1 ")
+    assert [r[:9] for r in replies[6:]] == ["250 2.0.0", "250 2.0.0", "221 2.0.0"]

@@ -204,3 +204,13 @@ def test_check_with_a_broken_config_lists_the_problems(tmp_path: Path) -> None:
     code, output = run_check(config)
     assert code == 78
     assert "smtp.listen" in output
+
+
+def test_counters_have_no_created_series() -> None:
+    from mailgate.daemon.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.processed.labels("OpenTicket").inc()
+    text = metrics.render().decode()
+    assert "mailgate_processed_messages_total" in text
+    assert "_created" not in text

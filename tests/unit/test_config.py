@@ -261,7 +261,7 @@ def test_type_errors_and_rules_between_keys_come_in_one_error() -> None:
             "smtp.listen: expected str, got 2525",
             "[smtp] unknown key 'hostnme' (did you mean 'hostname'?)",
             "unknown section [helpdsk] (did you mean 'helpdesk'?)",
-            "outbound.tls: must be starttls, implicit or insecure",
+            "outbound.tls: must be starttls, implicit or insecure (or auto)",
             "helpdesk.default_language: 'de' is not one of ('en', 'pl', 'sk', 'cs', 'ru')",
         ]
     )

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from mailgate.config import PrioritySettings
-from mailgate.durations import parse_duration
+from mailgate.durations import format_duration, parse_duration
 from mailgate.parse.language import choose_language, content_language
 from mailgate.parse.quotes import strip_quotes
 from mailgate.pipeline.priority import assess, missing_items
@@ -80,6 +80,9 @@ def test_command_block_is_read_from_the_top_only() -> None:
     ]
     assert block.commands[-1].duration == timedelta(hours=2)
     assert block.commands[-1].reason == "waiting for the datacenter"
+    # Events and notes show the command as written: the #eta keeps its duration.
+    assert block.commands[-1].shown == "#eta 2h waiting for the datacenter"
+    assert block.commands[0].shown == "#status resolved"
     assert block.text == "Done, see below.\n#status closed"  # later lines are text
     assert not block.note
 
@@ -113,6 +116,9 @@ def test_durations() -> None:
     assert parse_duration("1h30m") == timedelta(minutes=90)
     assert parse_duration("2d") == timedelta(days=2)
     assert parse_duration("0m") is None and parse_duration("soon") is None
+    for written in ("1h30m", "2d", "1d2h5m", "45m"):
+        duration = parse_duration(written)
+        assert duration is not None and format_duration(duration) == written
 
 
 @pytest.mark.parametrize(

@@ -81,3 +81,29 @@ def test_pasted_passwords_are_redacted(text: str) -> None:
 def test_talking_about_passwords_is_not_redacted() -> None:
     text = "I forgot my password yesterday. Password reset does not work."
     assert redact(text) == (text, False)
+
+
+def test_the_raw_copy_gets_the_same_redaction() -> None:
+    from email import message_from_bytes, policy
+    from email.message import EmailMessage
+
+    from mailgate.verify.redact import redact_raw
+
+    msg = EmailMessage()
+    msg["From"] = "jan@customer.example"
+    msg["Subject"] = "hasło: Zaq1@wsx"
+    msg.set_content("Login: jan\nHasło: Zaq1@wsx\nthanks\n")
+    msg.add_alternative("<p>password: hunter22</p>", subtype="html")
+    msg.add_attachment(b"password: kept-as-sent", maintype="text", subtype="plain",
+                       filename="notes.txt")  # fmt: skip
+    raw = msg.as_bytes(policy=policy.SMTP)
+    cleaned = redact_raw(raw)
+    assert cleaned is not None
+    for secret in (b"Zaq1@wsx", b"hunter22"):
+        assert secret not in cleaned
+    assert b"\r\n" in cleaned and b"\r\r" not in cleaned  # line endings kept
+    back = message_from_bytes(cleaned, policy=policy.default)
+    assert MARKER in str(back["Subject"])
+    [attachment] = list(back.iter_attachments())  # type: ignore[attr-defined]
+    assert attachment.get_content() == "password: kept-as-sent"  # files stay as sent
+    assert redact_raw(b"Subject: hello\r\n\r\nno secrets here\r\n") is None

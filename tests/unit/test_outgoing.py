@@ -334,4 +334,16 @@ def test_plain_smtp_only_to_a_loopback_relay() -> None:
         config.build({"outbound": {"relay": "smtp.example.net:25", "tls": "insecure"}}, environ={})
     with pytest.raises(ConfigError, match="must be starttls, implicit or insecure"):
         config.build({"outbound": {"tls": "none"}}, environ={})
-    assert config.Settings().outbound.tls == "starttls"
+    assert config.Settings().outbound.tls == "auto"
+
+
+def test_the_default_relay_setting_is_plain_on_loopback_and_verified_elsewhere() -> None:
+    from mailgate.replies.sender import SmtpRelayTransport
+
+    default = config.Settings().outbound.tls
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert SmtpRelayTransport(host, 25, tls=default).tls == "insecure"
+    assert SmtpRelayTransport("smtp.example.net", 25, tls=default).tls == "starttls"
+    assert SmtpRelayTransport("192.0.2.25", 25, tls=default).tls == "starttls"
+    # Said explicitly, starttls is verified STARTTLS even on loopback.
+    assert SmtpRelayTransport("127.0.0.1", 25, tls="starttls").tls == "starttls"
