@@ -153,7 +153,9 @@ def test_operator_mail_is_never_limited_and_retry_releases_held_mail(
         dropped = runner.invoke(
             cli.main, ["--config", str(config_file), "outbox", "drop", str(held.id)]
         )
-        assert "0 outgoing mail(s) dropped" in dropped.output  # sent mail cannot be dropped
+        # Sent mail cannot be dropped: the command says so and fails (issue 16).
+        assert dropped.exit_code == 1
+        assert f"nothing dropped: outgoing mail {held.id} is sent" in dropped.output
     finally:
         rt.close()
 

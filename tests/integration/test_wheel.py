@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str | Path, cwd: Path, timeout: float = 120) -> str:
+    return run_all(*args, cwd=cwd, timeout=timeout).stdout
+
+
+def run_all(*args: str | Path, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
@@ -36,7 +40,7 @@ def run(*args: str | Path, cwd: Path, timeout: float = 120) -> str:
         check=False,
     )
     assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
+    return done
 
 
 def clean_env() -> dict[str, str]:
@@ -48,7 +52,10 @@ def clean_env() -> dict[str, str]:
 def build_and_install(tmp_path: Path) -> Path:
     """The wheel built from this checkout, installed into a fresh venv; its bin/."""
     dist = tmp_path / "dist"
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, ROOT, cwd=tmp_path)
+    built = run_all(sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", dist, ROOT,
+                    cwd=tmp_path)  # fmt: skip
+    # No deprecation notice from the build backend (the license as a table was one).
+    assert "deprecated" not in (built.stdout + built.stderr).lower()
     [wheel] = dist.glob("mailgate-*.whl")
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)

@@ -25,3 +25,15 @@ def test_a_checkout_uses_its_top_level_folders() -> None:
     assert shipped.template_dir() == ROOT / "templates"
     assert shipped.migrations_dir() == ROOT / "alembic"
     assert (shipped.migrations_dir() / "env.py").is_file()
+
+
+def test_make_serve_installs_the_runtime_dependencies_only() -> None:
+    rules = (ROOT / "Makefile").read_text().split("\n\n")
+    [install] = [r for r in rules if r.startswith("$(BIN)/mailgate:")]
+    assert "pip install -q -e .\n" in install + "\n" and "[test]" not in install
+    [serve] = [r for r in rules if r.startswith("serve:")]
+    assert serve.splitlines()[0] == "serve: $(BIN)/mailgate"
+    [lint] = [r for r in rules if r.startswith("lint:")]
+    assert lint.splitlines()[0] == "lint: $(DEV)"  # test extras: ruff, mypy, pytest
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert {"build/", "dist/"} <= set(ignored)
