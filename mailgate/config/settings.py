@@ -58,6 +58,10 @@ class VerifySettings:
     dns_lookups: bool = True
     challenge_hours: int = 72
     reminder_hours: int = 24
+    # A mail naming a login and carrying that account's password (checked against the
+    # directory's hash) is authorized without a challenge.  Off: passwords are only
+    # removed, and the customer is told to change them.
+    password_authorization: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,8 @@ class DirectorySettings:
 
     url: str = ""  # SQLAlchemy URL; empty: only mailgate's own account tables
     # Each query gets named parameters and returns rows (login, address, role):
-    # :address (the sender), :kind and :value (an identifier), :login.
+    # :address (the sender), :kind and :value (an identifier), :login.  The
+    # account_query may add a fourth column: the account's password hash.
     address_query: str = ""
     identifier_query: str = ""
     account_query: str = ""

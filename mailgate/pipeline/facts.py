@@ -1,7 +1,10 @@
 """The facts stage: everything learned from a message's bytes before any transaction.
 
 ``analyze`` parses, classifies, authenticates (DNS through the injected ``dnsfunc``),
-redacts pasted passwords, extracts identifiers and assesses the priority.  It is pure
+redacts pasted passwords (from the texts and from a copy of the raw message), extracts
+identifiers and assesses the priority; with password authorization on, it also hands
+back the login and password a mail names together, for ``pipeline.passwords`` to check
+once and forget.  It is pure
 CPU plus DNS, so it can run in other processes: ``PoolAnalyzer`` spreads a batch over
 worker processes, which both uses every core (the daemon is otherwise one GIL-bound
 process) and puts hostile input under a hard budget — a message that takes longer
@@ -33,7 +36,8 @@ from mailgate.parse.message import Classification, ParsedMessage
 from mailgate.pipeline import priority
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
 from mailgate.verify.identity import Identifiers, extract
-from mailgate.verify.redact import redact
+from mailgate.verify.passwords import Credential
+from mailgate.verify.redact import redact, redact_raw, secrets
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class FactsConfig:
     own_domains: frozenset[str]
     trusted_authserv_ids: frozenset[str]
     priority: PrioritySettings
+    password_authorization: bool = False  # carry a named login's password out, once
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,8 @@ class Evidence:
     identifiers: Identifiers
     password_redacted: bool
     assessment: priority.Assessment = priority.NORMAL
+    credential: Credential | None = None  # only with password authorization on
+    raw_redacted: bytes | None = None  # the raw copy to keep once processed (see analyze)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +97,21 @@ def analyze(
         dnsfunc=dnsfunc,
         now=now,
     )
+    found = secrets(f"{parsed.subject}\n{parsed.text}") if config.password_authorization else []
     parsed, redacted = _redact(parsed)
     identifiers = extract(parsed.subject, parsed.text, ignore_domains=config.own_domains)
     assessed = priority.assess(parsed.subject, parsed.text, parsed.headers, config.priority)
-    return Evidence(parsed, classification, auth, identifiers, redacted, assessed)
+    # One login and the first password beside it; several logins name no one account.
+    credential = None
+    if found and len(identifiers.logins) == 1:
+        credential = Credential(identifiers.logins[0], found[0])
+    # Once passwords are accepted by mail they are real ones: the raw copy kept after
+    # processing loses them too.  (Without the option the raw copy stays as received,
+    # in the restricted inbound store.)
+    raw_redacted = redact_raw(raw) if redacted and config.password_authorization else None
+    return Evidence(
+        parsed, classification, auth, identifiers, redacted, assessed, credential, raw_redacted
+    )
 
 
 def _redact(parsed: ParsedMessage) -> tuple[ParsedMessage, bool]:

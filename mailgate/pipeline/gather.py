@@ -29,6 +29,7 @@ from mailgate.store.models import Article, InboundMessage, Operator, Ticket
 from mailgate.tickets import bounces, challenges, commands, correlate, operators
 from mailgate.tickets.apply import Context
 from mailgate.verify import directory
+from mailgate.verify.passwords import Check
 
 if TYPE_CHECKING:
     from mailgate.pipeline.batches import Claimed
@@ -50,6 +51,7 @@ def gather(
     row: InboundMessage,
     ev: Evidence,
     external_accounts: tuple[directory.AccountSpec, ...],
+    password: Check | None = None,
 ) -> Gathered:
     """Look everything up for one claimed message, in the caller's transaction."""
     parsed = ev.parsed
@@ -100,6 +102,7 @@ def gather(
         operator=operator is not None,
         commands=block,
         thread=thread,
+        password=password,
     )
     context = Context(
         row=row,

@@ -30,6 +30,7 @@ from mailgate.tickets.verdicts import (
 )
 from mailgate.verify.authn import AuthVerdict
 from mailgate.verify.directory import Resolution
+from mailgate.verify.passwords import Check
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Facts:
     operator: bool = False  # the From address is a registered operator's
     commands: Block | None = None  # an operator's leading command block
     thread: Thread | None = None  # the matched ticket's state
+    password: Check | None = None  # a login's password in the mail, checked
 
 
 def decide(f: Facts) -> Verdict:
@@ -139,12 +141,25 @@ def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:
     account = f.resolution.match
     hits.extend(f.resolution.notes)
     challenge = False
+    password = f.password
+    if password is not None:
+        hits.append(f"password:{password.outcome}")
+    by_password = (
+        password is not None
+        and password.outcome == "verified"
+        and account is not None
+        and account.login == password.login
+    )
     if account is None:
         authorization = "consultative"
         hits.append("consultative:no-account")
     else:
         hits.extend(f"account:{how}" for how in account.how)
-        if account.registered_sender and f.auth.result == "pass":
+        if by_password:
+            # The account's own password, whoever sends it (the company's rule).
+            authorization = "authorized"
+            hits.append("authorized:password")
+        elif account.registered_sender and f.auth.result == "pass":
             authorization = "authorized"
             hits.append("authorized:registered-and-authenticated")
         elif account.admin_address is None:
@@ -172,4 +187,5 @@ def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:
         (*hits, "open"),
         priority_reason=f.priority.reason,
         links=links,
+        password_used=by_password,
     )

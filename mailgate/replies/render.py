@@ -51,6 +51,7 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
     "ack": {
         "authorization": "consultative",
         "password_redacted": True,
+        "password_used": True,
         "missing": ["target", "service", "start_time", "diagnostics"],
     },
     "challenge": {
@@ -63,6 +64,12 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "expires": "2026-11-26 09:00 UTC",
     },
     "challenge_result": {"outcome": "confirmed"},
+    "password_lockout": {
+        "login": "jkowalski",
+        "failures": 3,
+        "hours": 24,
+        "until": "2026-11-24 09:00 UTC",
+    },
     "operator_notice": {
         "event": "new",
         "requester": "jan@customer.example",

@@ -108,7 +108,7 @@ def _open(
     if verdict.challenge and ctx.account is not None:
         challenges.open_challenge(session, rt, ticket, ctx.account, ticket.requester_name)
     if verdict.acknowledge:
-        _acknowledge(session, rt, ticket, ctx)
+        _acknowledge(session, rt, ticket, ctx, verdict.password_used)
     if ctx.acknowledge:  # never for a batch import of old mail
         operators.notify_queue(
             session, rt, ticket, article, "new", mentions=ctx.mentions, inbound_id=ctx.row.id
@@ -305,7 +305,9 @@ def _store_blob(session: Session, sha256: str, data: bytes) -> None:
     session.execute(insert(Blob).values(**values).on_conflict_do_nothing())
 
 
-def _acknowledge(session: Session, rt: TicketContext, ticket: Ticket, ctx: Context) -> None:
+def _acknowledge(
+    session: Session, rt: TicketContext, ticket: Ticket, ctx: Context, password_used: bool
+) -> None:
     assert ctx.sender is not None
     notify.send(
         session,
@@ -319,6 +321,8 @@ def _acknowledge(session: Session, rt: TicketContext, ticket: Ticket, ctx: Conte
         context={
             "authorization": ticket.authorization,
             "password_redacted": ctx.password_redacted,
+            # Authorized by the account's password: used once, not kept (say so).
+            "password_used": password_used,
             # A high-priority report is an incident: ask for exactly what it lacks.
             "missing": list(ctx.missing) if ticket.priority == "high" else [],
         },
