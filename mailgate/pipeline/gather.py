@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.parse.message import ParsedMessage
-from mailgate.pipeline import policy, priority
+from mailgate.pipeline import policy, priority, webfault
 from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import Evidence
 from mailgate.store.models import Article, InboundMessage, Operator, Ticket
@@ -124,6 +124,10 @@ def gather(
         if ev.assessment.priority == "high"
         else (),
         now=now,
+        # A web fault report, at any priority: OS, browser and version, URL, screenshot.
+        web_missing=webfault.missing(
+            parsed.subject, parsed.text, (a.content_type for a in parsed.attachments)
+        ),
     )
     return Gathered(facts, context)
 

@@ -53,6 +53,7 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "password_redacted": True,
         "password_used": True,
         "missing": ["target", "service", "start_time", "diagnostics"],
+        "web_missing": ["os", "browser", "url", "screenshot"],
     },
     "challenge": {
         "reminder": False,

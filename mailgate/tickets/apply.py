@@ -70,6 +70,7 @@ class Context:
     password_redacted: bool
     missing: tuple[str, ...]  # what a high-priority report lacks (asked in the ack)
     now: datetime
+    web_missing: tuple[str, ...] = ()  # what a web fault report lacks (asked in the ack)
 
 
 def apply(session: Session, rt: TicketContext, verdict: Verdict, ctx: Context) -> list[str]:
@@ -325,6 +326,7 @@ def _acknowledge(
             "password_used": password_used,
             # A high-priority report is an incident: ask for exactly what it lacks.
             "missing": list(ctx.missing) if ticket.priority == "high" else [],
+            "web_missing": list(ctx.web_missing),
         },
         inbound_id=ctx.row.id,
     )

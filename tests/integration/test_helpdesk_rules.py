@@ -1,0 +1,83 @@
+"""The helpdesk rules of issue 20 through the real daemon, over SMTP to the relay sink:
+a web fault report is asked for exactly the details it lacks, in its language."""
+
+from __future__ import annotations
+
+import smtplib
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailgate.daemon.runtime import Runtime
+from tests.conftest import make_runtime, make_settings
+from tests.support import DaemonThread, RelaySink, SinkMessage
+
+CUSTOMER = "zakaznik@firma.example"
+
+
+def _mail(subject: str, text: str, language: str, image: bool = False) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"Zákazník <{CUSTOMER}>"
+    msg["To"] = "support@helpdesk.example"
+    msg["Subject"] = subject
+    msg["Content-Language"] = language
+    msg.set_content(text)
+    if image:
+        msg.add_attachment(
+            b"\x89PNG\r\n\x1a\n", maintype="image", subtype="png", filename="screenshot.png"
+        )
+    return msg.as_bytes(policy=email_policy.SMTP)
+
+
+def _text(message: SinkMessage) -> str:
+    parsed = message_from_bytes(message.data, policy=email_policy.default)
+    assert isinstance(parsed, EmailMessage)
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+@pytest.fixture
+def daemon_rt(db_url: str, tmp_path: Path, sink: RelaySink) -> Any:
+    settings = make_settings(db_url, tmp_path, outbound={"relay": f"127.0.0.1:{sink.port}"})
+    rt: Runtime = make_runtime(settings)
+    yield rt
+    rt.close()
+
+
+def _send(rt: Runtime, sink: RelaySink, *mails: bytes) -> list[SinkMessage]:
+    with DaemonThread(rt) as d, smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as c:
+        for raw in mails:
+            c.sendmail(CUSTOMER, ["support@helpdesk.example"], raw)
+        return sink.wait_for(len(mails))
+
+
+def test_a_web_fault_report_is_asked_only_for_what_it_lacks(
+    daemon_rt: Runtime, sink: RelaySink
+) -> None:
+    report = _mail(
+        "Chyba na stránke",
+        "Dobrý deň,\nnaša webová stránka nefunguje, zobrazí sa chyba 500.\n"
+        "Používam Windows 11.\nĎakujem\n",
+        "sk",
+        image=True,
+    )
+    complete = _mail(
+        "Site error",
+        "Hello,\nhttps://shop.example/cart shows error 500 in Firefox 128 on Ubuntu.\n",
+        "en",
+        image=True,
+    )
+    acks = _send(daemon_rt, sink, report, complete)
+    texts = [_text(m) for m in acks]
+    sk = next(t for t in texts if t.startswith("Dobrý deň"))
+    assert "názov a verziu internetového prehliadača" in sk
+    assert "presnú internetovú adresu (URL)" in sk
+    assert "operačný systém" not in sk  # Windows 11 was given
+    assert "screenshot" not in sk  # the image was attached
+    en = next(t for t in texts if t.startswith("Hello"))
+    assert "To find a fault on a web page" not in en  # nothing is missing
