@@ -306,12 +306,31 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     problems.extend(_conversation_checks(s))
     if s.retention.days < 0 or s.retention.check_seconds <= 0:
         problems.append("retention: days must be 0 or more, check_seconds positive")
+    problems.extend(_kb_problems(s))
     names = [a.name for a in s.imap]
     for i, account in enumerate(s.imap):
         where = f"imap[{i}]" + (f" ({account.name})" if account.name else "")
         problems.extend(f"{where}: {p}" for p in _imap_problems(account, environ))
         if account.name and names.count(account.name) > 1:
             problems.append(f"{where}: name is used by more than one [[imap]] table")
+    return problems
+
+
+def _kb_problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    for i, article in enumerate(s.kb):
+        where = f"kb[{i}]"
+        if not article.title.strip():
+            problems.append(f"{where}: title is empty")
+        if not re.match(r"^https?://\S+$", article.url):
+            problems.append(f"{where}: url must be an http:// or https:// address")
+        if not article.match:
+            problems.append(f"{where}: match is empty")
+        else:
+            try:
+                re.compile(article.match)
+            except re.error as exc:
+                problems.append(f"{where}: match is not a valid regular expression: {exc}")
     return problems
 
 

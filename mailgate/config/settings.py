@@ -2,7 +2,8 @@
 
 Each ``[section]`` of the TOML file is one dataclass below, and its defaults are the
 built-in defaults; ``Settings`` holds one of each.  ``[[imap]]`` is the exception: an
-array of tables, one ``ImapAccountSettings`` per IMAP account (``LISTS``).
+array of tables, one ``ImapAccountSettings`` per IMAP account, and ``[[kb]]``, one
+``KbArticle`` per knowledge-base article (``LISTS``).
 ``config/mailgate.example.toml`` documents every key; a test proves it names exactly the
 keys defined here.  How a file and the environment become a ``Settings`` is
 ``mailgate.config.load``.
@@ -217,6 +218,16 @@ class TemplateSettings:
     directory: str = ""  # empty: the templates/ folder shipped beside the package
 
 
+@dataclass(frozen=True)
+class KbArticle:
+    """One ``[[kb]]`` table: a knowledge-base article the acknowledgement may point to."""
+
+    title: str = ""
+    url: str = ""  # http(s)://
+    # A Python regular expression searched in the subject and the customer's own text.
+    match: str = ""
+
+
 IMAP_TLS_MODES = ("implicit", "starttls", "none")
 IMAP_AUTH_MODES = ("login", "xoauth2")
 
@@ -276,6 +287,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
     imap: tuple[ImapAccountSettings, ...] = ()
+    kb: tuple[KbArticle, ...] = ()
 
     def queue_for(self, address: str) -> str | None:
         """The queue a recipient address feeds, accepting ``local+tag@domain`` forms."""
@@ -315,4 +327,4 @@ def section_types() -> dict[str, type]:
 
 
 # Array-of-tables sections ([[name]]) and the dataclass each table becomes.
-LISTS: dict[str, type] = {"imap": ImapAccountSettings}
+LISTS: dict[str, type] = {"imap": ImapAccountSettings, "kb": KbArticle}

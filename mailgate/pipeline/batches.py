@@ -151,6 +151,7 @@ def facts_config(rt: PipelineContext) -> FactsConfig:
         trusted_authserv_ids=frozenset(rt.settings.verify.trusted_authserv_ids),
         priority=rt.settings.priority,
         password_authorization=rt.settings.verify.password_authorization,
+        kb=rt.settings.kb,
     )
 
 

@@ -28,15 +28,15 @@ from datetime import datetime
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Protocol
 
-from mailgate.config import PrioritySettings
+from mailgate.config import KbArticle, PrioritySettings
 from mailgate.errors import TemporaryError
 from mailgate.parse import autoreply, parse
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.message import Classification, ParsedMessage
-from mailgate.pipeline import priority
+from mailgate.pipeline import kb, priority
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
+from mailgate.verify.credentials import Credential
 from mailgate.verify.identity import Identifiers, extract
-from mailgate.verify.passwords import Credential
 from mailgate.verify.redact import redact, redact_raw, secrets
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class FactsConfig:
     trusted_authserv_ids: frozenset[str]
     priority: PrioritySettings
     password_authorization: bool = False  # carry a named login's password out, once
+    kb: tuple[KbArticle, ...] = ()  # knowledge-base articles to suggest
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class Evidence:
     assessment: priority.Assessment = priority.NORMAL
     credential: Credential | None = None  # only with password authorization on
     raw_redacted: bytes | None = None  # the raw copy to keep once processed (see analyze)
+    kb: tuple[tuple[str, str], ...] = ()  # (title, url) of the articles it points to
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +111,17 @@ def analyze(
     # processing loses them too.  (Without the option the raw copy stays as received,
     # in the restricted inbound store.)
     raw_redacted = redact_raw(raw) if redacted and config.password_authorization else None
+    links = kb.suggest(config.kb, parsed.subject, parsed.text)
     return Evidence(
-        parsed, classification, auth, identifiers, redacted, assessed, credential, raw_redacted
+        parsed,
+        classification,
+        auth,
+        identifiers,
+        redacted,
+        assessed,
+        credential,
+        raw_redacted,
+        links,
     )
 
 

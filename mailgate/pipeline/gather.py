@@ -29,7 +29,7 @@ from mailgate.store.models import Article, InboundMessage, Operator, Ticket
 from mailgate.tickets import bounces, challenges, commands, correlate, operators
 from mailgate.tickets.apply import Context
 from mailgate.verify import directory
-from mailgate.verify.passwords import Check
+from mailgate.verify.credentials import Check
 
 if TYPE_CHECKING:
     from mailgate.pipeline.batches import Claimed
@@ -128,6 +128,7 @@ def gather(
         web_missing=webfault.missing(
             parsed.subject, parsed.text, (a.content_type for a in parsed.attachments)
         ),
+        kb=ev.kb,
     )
     return Gathered(facts, context)
 

@@ -28,7 +28,8 @@ from mailgate.pipeline.context import PipelineContext
 from mailgate.replies import notify
 from mailgate.store.models import Account, PasswordFailure, Ticket
 from mailgate.verify import directory
-from mailgate.verify.passwords import Check, Credential, Outcome, verify, verify_dummy
+from mailgate.verify.credentials import Check, Credential, Outcome
+from mailgate.verify.passwords import verify, verify_dummy
 
 __all__ = ["Check", "check", "record"]
 

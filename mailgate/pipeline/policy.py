@@ -29,8 +29,8 @@ from mailgate.tickets.verdicts import (
     Verdict,
 )
 from mailgate.verify.authn import AuthVerdict
+from mailgate.verify.credentials import Check
 from mailgate.verify.directory import Resolution
-from mailgate.verify.passwords import Check
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "password_used": True,
         "missing": ["target", "service", "start_time", "diagnostics"],
         "web_missing": ["os", "browser", "url", "screenshot"],
+        "kb": [{"title": "DNS records: how to add an MX record", "url": "https://kb.example/mx"}],
     },
     "challenge": {
         "reminder": False,
@@ -81,6 +82,7 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "mentions": [7],
         "linked": 3,
         "note_address": "support+42.n.0123456789abcdef0123@helpdesk.example",
+        "kb": [{"title": "DNS records: how to add an MX record", "url": "https://kb.example/mx"}],
     },
     "reply": {"operator_name": "Anna Nowak"},
     "holding": {"eta": "2026-11-23 11:00 UTC"},

@@ -71,6 +71,7 @@ class Context:
     missing: tuple[str, ...]  # what a high-priority report lacks (asked in the ack)
     now: datetime
     web_missing: tuple[str, ...] = ()  # what a web fault report lacks (asked in the ack)
+    kb: tuple[tuple[str, str], ...] = ()  # (title, url) of knowledge-base articles to offer
 
 
 def apply(session: Session, rt: TicketContext, verdict: Verdict, ctx: Context) -> list[str]:
@@ -112,7 +113,14 @@ def _open(
         _acknowledge(session, rt, ticket, ctx, verdict.password_used)
     if ctx.acknowledge:  # never for a batch import of old mail
         operators.notify_queue(
-            session, rt, ticket, article, "new", mentions=ctx.mentions, inbound_id=ctx.row.id
+            session,
+            rt,
+            ticket,
+            article,
+            "new",
+            mentions=ctx.mentions,
+            inbound_id=ctx.row.id,
+            kb=ctx.kb,
         )
     ctx.row.ticket_id = ticket.id
     return ()
@@ -327,6 +335,7 @@ def _acknowledge(
             # A high-priority report is an incident: ask for exactly what it lacks.
             "missing": list(ctx.missing) if ticket.priority == "high" else [],
             "web_missing": list(ctx.web_missing),
+            "kb": operators.kb_links(ctx.kb),
         },
         inbound_id=ctx.row.id,
     )

@@ -9,16 +9,14 @@ PBKDF2 forms — it computes them itself, so nothing depends on the C library's
 ``crypt(3)`` or on Python's ``crypt`` module (deprecated, gone in 3.13).  A plaintext
 or unknown value is never a hash: ``scheme`` says None and ``verify`` says False.
 
-``Check`` is the outcome of one attempt as the pure decision reads it; the pipeline
-(``pipeline.passwords``) makes it, outside any transaction, and counts failures.
+The pipeline (``pipeline.passwords``) calls it outside any transaction and counts the
+failures; the values it passes around are in ``verify.credentials``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from functools import cache
-from typing import Literal
 
 import argon2
 import bcrypt
@@ -35,25 +33,6 @@ _BCRYPT_MAX = 72  # bcrypt reads no further; PHP's password_hash truncated there
 # Verified when the login is unknown or has no hash, so that case costs what a real
 # check costs (cost 10 is PHP's default, what most hosting panels store).
 _DUMMY_PASSWORD = b"mailgate-dummy-password"
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A login and a password found together in one mail (never stored)."""
-
-    login: str
-    password: str = field(repr=False)  # never in a log line or a traceback
-
-
-Outcome = Literal["verified", "failed", "suspended"]
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """What checking a mail's password gave, without the password."""
-
-    login: str  # lower-cased
-    outcome: Outcome  # suspended: too many recent failures, not even tried
 
 
 def scheme(stored: str | None) -> str | None:

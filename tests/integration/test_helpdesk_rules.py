@@ -1,5 +1,6 @@
 """The helpdesk rules of issue 20 through the real daemon, over SMTP to the relay sink:
-a web fault report is asked for exactly the details it lacks, in its language."""
+a web fault report is asked for exactly the details it lacks, in its language; the
+knowledge-base articles a request names reach the customer and the operators."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from mailgate.daemon.runtime import Runtime
+from mailgate.tickets import operators
 from tests.conftest import make_runtime, make_settings
 from tests.support import DaemonThread, RelaySink, SinkMessage
 
@@ -50,10 +52,17 @@ def daemon_rt(db_url: str, tmp_path: Path, sink: RelaySink) -> Any:
 
 
 def _send(rt: Runtime, sink: RelaySink, *mails: bytes) -> list[SinkMessage]:
+    return _send_expecting(rt, sink, list(mails), len(mails))
+
+
+def _send_expecting(
+    rt: Runtime, sink: RelaySink, mails: list[bytes], count: int
+) -> list[SinkMessage]:
+    """Send ``mails`` over SMTP; return the first ``count`` mails that reach the relay."""
     with DaemonThread(rt) as d, smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as c:
         for raw in mails:
             c.sendmail(CUSTOMER, ["support@helpdesk.example"], raw)
-        return sink.wait_for(len(mails))
+        return sink.wait_for(count)
 
 
 def test_a_web_fault_report_is_asked_only_for_what_it_lacks(
@@ -81,3 +90,41 @@ def test_a_web_fault_report_is_asked_only_for_what_it_lacks(
     assert "screenshot" not in sk  # the image was attached
     en = next(t for t in texts if t.startswith("Hello"))
     assert "To find a fault on a web page" not in en  # nothing is missing
+
+
+KB = [
+    {"title": "Poczta: rekordy MX", "url": "https://kb.helpdesk.example/mx?lang=pl&v=2",
+     "match": r"(?i)\bMX\b|rekord\w* MX|MX.?запис"},
+    {"title": "SPF", "url": "https://kb.helpdesk.example/spf", "match": r"(?i)\bSPF\b"},
+    {"title": "DKIM", "url": "https://kb.helpdesk.example/dkim", "match": r"(?i)\bDKIM\b"},
+    {"title": "DMARC", "url": "https://kb.helpdesk.example/dmarc", "match": r"(?i)\bDMARC\b"},
+]  # fmt: skip
+
+
+def test_knowledge_base_links_reach_the_customer_and_the_operators(
+    db_url: str, tmp_path: Path, sink: RelaySink
+) -> None:
+    settings = make_settings(db_url, tmp_path, outbound={"relay": f"127.0.0.1:{sink.port}"}, kb=KB)
+    rt: Runtime = make_runtime(settings)
+    with rt.sessions.begin() as s:
+        operators.add(s, "anna@helpdesk.example", "Anna", ["technical"], rt.clock())
+    secret_words = "Mój rekord MX dla sklep-jana.pl, DMARC i SPF też nie działają."
+    mail = _mail("Poczta nie dochodzi", f"Dzień dobry,\n{secret_words}\nJan\n", "pl")
+    try:
+        messages = _send_expecting(rt, sink, [mail], 2)
+    finally:
+        rt.close()
+    ack = next(m for m in messages if m.rcpt_tos == [CUSTOMER])
+    notice = next(m for m in messages if m.rcpt_tos == ["anna@helpdesk.example"])
+    ack_text, notice_text = _text(ack), _text(notice)
+    links = [
+        "- Poczta: rekordy MX: https://kb.helpdesk.example/mx?lang=pl&v=2",
+        "- SPF: https://kb.helpdesk.example/spf",
+        "- DMARC: https://kb.helpdesk.example/dmarc",
+    ]
+    for text in (ack_text, notice_text):
+        positions = [text.index(line) for line in links]
+        assert positions == sorted(positions)  # in the configured order
+        assert "DKIM: https" not in text  # not named by the customer
+    assert "bazy wiedzy" in ack_text
+    assert "sklep-jana.pl" not in ack_text  # the customer's text is never quoted

@@ -10,6 +10,7 @@ from email.message import EmailMessage
 import pytest
 
 from mailgate.verify import passwords
+from mailgate.verify.credentials import Credential
 from mailgate.verify.redact import MARKER, redact_raw, secrets
 
 # Made by the tools that make them in the wild: `openssl passwd -6`, `doveadm pw -s
@@ -77,7 +78,7 @@ def test_a_damaged_hash_fails_without_raising() -> None:
 
 
 def test_the_credential_never_shows_its_password() -> None:
-    assert "S3cret" not in repr(passwords.Credential("jan", "S3cret"))
+    assert "S3cret" not in repr(Credential("jan", "S3cret"))
 
 
 def test_secrets_are_the_pasted_passwords_in_order_without_pins() -> None:
