@@ -252,8 +252,10 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     problems.extend(_dkim_checks(s.dkim))
     if any(ch in s.helpdesk.name for ch in "\r\n"):
         problems.append("helpdesk.name: must not contain line breaks (it goes into a header)")
-    if s.helpdesk.postmaster and not _ADDRESS_RE.match(s.helpdesk.postmaster):
-        problems.append(f"helpdesk.postmaster: {s.helpdesk.postmaster!r} is not an e-mail address")
+    for key in ("postmaster", "management"):
+        value = getattr(s.helpdesk, key)
+        if value and not _ADDRESS_RE.match(value):
+            problems.append(f"helpdesk.{key}: {value!r} is not an e-mail address")
     if not _LOCAL_PART_RE.match(s.outbound.verp_local_part):
         problems.append("outbound.verp_local_part: letters, digits, '.', '_' and '-' only")
     if s.log.format not in ("text", "json"):

@@ -136,6 +136,9 @@ class HelpdeskSettings:
     # Language of a queue's mail when the customer's cannot be told ("abuse" = "en");
     # queues not named here use default_language.
     queue_languages: Mapping[str, str] = field(default_factory=dict)
+    # Told once per ticket (number and subject, never the text) when a customer's mail
+    # is flagged as abusive.  Empty: only the operators see the flag.
+    management: str = ""
 
 
 @dataclass(frozen=True)

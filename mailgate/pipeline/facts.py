@@ -2,7 +2,8 @@
 
 ``analyze`` parses, classifies, authenticates (DNS through the injected ``dnsfunc``),
 redacts pasted passwords (from the texts and from a copy of the raw message), extracts
-identifiers and assesses the priority; with password authorization on, it also hands
+identifiers, assesses the priority, picks knowledge-base links and flags abusive
+text; with password authorization on, it also hands
 back the login and password a mail names together, for ``pipeline.passwords`` to check
 once and forget.  It is pure
 CPU plus DNS, so it can run in other processes: ``PoolAnalyzer`` spreads a batch over
@@ -33,7 +34,7 @@ from mailgate.errors import TemporaryError
 from mailgate.parse import autoreply, parse
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.message import Classification, ParsedMessage
-from mailgate.pipeline import kb, priority
+from mailgate.pipeline import abusive, kb, priority
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
 from mailgate.verify.credentials import Credential
 from mailgate.verify.identity import Identifiers, extract
@@ -70,6 +71,7 @@ class Evidence:
     credential: Credential | None = None  # only with password authorization on
     raw_redacted: bytes | None = None  # the raw copy to keep once processed (see analyze)
     kb: tuple[tuple[str, str], ...] = ()  # (title, url) of the articles it points to
+    abusive: bool = False  # insults or profanity in the customer's own words
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ def analyze(
         credential,
         raw_redacted,
         links,
+        abusive.is_abusive(parsed.subject, parsed.text),
     )
 
 

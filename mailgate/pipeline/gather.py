@@ -103,6 +103,7 @@ def gather(
         commands=block,
         thread=thread,
         password=password,
+        abusive=ev.abusive,
     )
     context = Context(
         row=row,

@@ -61,6 +61,7 @@ class Facts:
     commands: Block | None = None  # an operator's leading command block
     thread: Thread | None = None  # the matched ticket's state
     password: Check | None = None  # a login's password in the mail, checked
+    abusive: bool = False  # insults or profanity in the customer's own words
 
 
 def decide(f: Facts) -> Verdict:
@@ -71,6 +72,9 @@ def decide(f: Facts) -> Verdict:
     if match:
         hits.append(f"thread:{match.how}:{match.number}")
     hits.extend(f"mentions:{n}" for n in f.threading.mentioned)
+    if f.abusive and kind == "human":
+        # Flagged for the operators and management; it changes no decision.
+        hits.append("abusive")
 
     if f.duplicate_of is not None:
         return Duplicate(f.duplicate_of, (*hits, "duplicate-delivery"))

@@ -66,6 +66,7 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "expires": "2026-11-26 09:00 UTC",
     },
     "challenge_result": {"outcome": "confirmed"},
+    "management_notice": {"queue": "technical"},
     "password_lockout": {
         "login": "jkowalski",
         "failures": 3,
@@ -82,6 +83,7 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "mentions": [7],
         "linked": 3,
         "note_address": "support+42.n.0123456789abcdef0123@helpdesk.example",
+        "abusive": True,
         "kb": [{"title": "DNS records: how to add an MX record", "url": "https://kb.example/mx"}],
     },
     "reply": {"operator_name": "Anna Nowak"},

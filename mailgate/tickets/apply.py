@@ -33,7 +33,7 @@ from mailgate.store.models import (
     Ticket,
 )
 from mailgate.store.states import InboundStatus, TicketStatus
-from mailgate.tickets import bounces, challenges, operators
+from mailgate.tickets import bounces, challenges, management, operators
 from mailgate.tickets.context import TicketContext
 from mailgate.tickets.verdicts import (
     AnswerChallenge,
@@ -111,7 +111,9 @@ def _open(
         challenges.open_challenge(session, rt, ticket, ctx.account, ticket.requester_name)
     if verdict.acknowledge:
         _acknowledge(session, rt, ticket, ctx, verdict.password_used)
+    done: tuple[str, ...] = ()
     if ctx.acknowledge:  # never for a batch import of old mail
+        abusive = "abusive" in verdict.hits
         operators.notify_queue(
             session,
             rt,
@@ -121,9 +123,12 @@ def _open(
             mentions=ctx.mentions,
             inbound_id=ctx.row.id,
             kb=ctx.kb,
+            abusive=abusive,
         )
+        if abusive:
+            done = management.tell(session, rt, ticket, ctx.row.id)
     ctx.row.ticket_id = ticket.id
-    return ()
+    return done
 
 
 def _append(
@@ -132,10 +137,14 @@ def _append(
     ticket = session.get_one(Ticket, verdict.ticket_id)
     author = ctx.sender or (ctx.mail_from or "")
     article = _add_article(session, ticket.id, ctx, author, verdict.internal)
+    done: tuple[str, ...] = ()
     if not verdict.internal:  # a quiet note (bounce, auto-reply) changes nothing
-        _customer_replied(session, rt, ticket, article, verdict.reopen, ctx)
+        abusive = "abusive" in verdict.hits
+        _customer_replied(session, rt, ticket, article, verdict.reopen, ctx, abusive)
+        if abusive and ctx.acknowledge:
+            done = management.tell(session, rt, ticket, ctx.row.id)
     ctx.row.ticket_id = ticket.id
-    return ()
+    return done
 
 
 def _operator_reply(
@@ -224,6 +233,7 @@ def _customer_replied(
     article: Article,
     reopen: bool,
     ctx: Context,
+    abusive: bool = False,
 ) -> None:
     """A public reply from the customer: reopen or wake the ticket, tell the operators."""
     now = rt.clock()
@@ -232,7 +242,9 @@ def _customer_replied(
         operators.set_status(ticket, TicketStatus.OPEN, now)
     if ctx.acknowledge:
         event = "reopened" if reopen else "reply"
-        operators.notify_queue(session, rt, ticket, article, event, inbound_id=ctx.row.id)
+        operators.notify_queue(
+            session, rt, ticket, article, event, inbound_id=ctx.row.id, abusive=abusive
+        )
 
 
 def _operator_replied(

@@ -97,10 +97,12 @@ def notify_queue(
     mentions: Sequence[int] = (),
     inbound_id: int | None = None,
     kb: Sequence[tuple[str, str]] = (),
+    abusive: bool = False,
 ) -> int:
     """Mail the ticket's operators about a customer's article; return how many.
 
-    ``kb`` lists the knowledge-base articles the acknowledgement offered (title, url).
+    ``kb`` lists the knowledge-base articles the acknowledgement offered (title, url);
+    ``abusive`` says the customer's text was flagged (rule hit ``abusive``).
     """
     recipients = {o.address: o for o in of_queue(session, ticket.queue)}
     assignee = find(session, ticket.assignee)
@@ -131,6 +133,7 @@ def notify_queue(
                 "linked": linked.number if linked else None,
                 "note_address": _note_address(session, rt, ticket, operator.address),
                 "kb": kb_links(kb),
+                "abusive": abusive,
             },
             inbound_id=inbound_id,
         )

@@ -1,9 +1,11 @@
 """The helpdesk rules of issue 20 through the real daemon, over SMTP to the relay sink:
 a web fault report is asked for exactly the details it lacks, in its language; the
-knowledge-base articles a request names reach the customer and the operators."""
+knowledge-base articles a request names reach the customer and the operators; abusive
+mail is flagged to the operators and, once per ticket, to management."""
 
 from __future__ import annotations
 
+import re
 import smtplib
 from email import message_from_bytes
 from email import policy as email_policy
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from mailgate.cli import ticket_doc
 from mailgate.daemon.runtime import Runtime
 from mailgate.tickets import operators
 from tests.conftest import make_runtime, make_settings
@@ -128,3 +131,72 @@ def test_knowledge_base_links_reach_the_customer_and_the_operators(
         assert "DKIM: https" not in text  # not named by the customer
     assert "bazy wiedzy" in ack_text
     assert "sklep-jana.pl" not in ack_text  # the customer's text is never quoted
+
+
+def test_abusive_mail_is_flagged_to_operators_and_management_once(
+    db_url: str, tmp_path: Path, sink: RelaySink
+) -> None:
+    settings = make_settings(
+        db_url,
+        tmp_path,
+        outbound={"relay": f"127.0.0.1:{sink.port}"},
+        helpdesk={"management": "zarzad@helpdesk.example"},
+    )
+    rt: Runtime = make_runtime(settings)
+    with rt.sessions.begin() as s:
+        operators.add(s, "anna@helpdesk.example", "Anna", ["technical"], rt.clock())
+    abusive = _mail(
+        "Znowu nie działa poczta",
+        "Kurwa, trzeci raz piszę, wy debile.\nSkrzynka jan@firma.example nie odbiera poczty.\n"
+        "W logu mam: error: kurwa.php not found\n",
+        "pl",
+    )
+    polite = _mail(
+        "Znowu nie działa poczta",
+        "Dzień dobry, trzeci raz piszę.\nSkrzynka jan@firma.example nie odbiera poczty.\n"
+        "W logu mam: error: kurwa.php not found\n",
+        "pl",
+    )
+    try:
+        with DaemonThread(rt) as d, smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as c:
+            c.sendmail(CUSTOMER, ["support@helpdesk.example"], abusive)
+            first = sink.wait_for(3)  # ack, operator notice, management
+            ack = next(m for m in first if m.rcpt_tos == [CUSTOMER])
+            parsed_ack = message_from_bytes(ack.data, policy=email_policy.default)
+            # The customer answers the acknowledgement, as abusive as before.
+            reply = _mail(
+                "Re: " + str(parsed_ack["Subject"]), "Debile, odpiszcie wreszcie!\n", "pl"
+            )
+            reply_msg = message_from_bytes(reply, policy=email_policy.default)
+            reply_msg["In-Reply-To"] = str(parsed_ack["Message-ID"])
+            c.sendmail(
+                CUSTOMER,
+                [str(parsed_ack["Reply-To"])],
+                reply_msg.as_bytes(policy=email_policy.SMTP),
+            )
+            second = sink.wait_for(4)[3:]  # the operators' notice of the reply only
+            c.sendmail(CUSTOMER, ["support@helpdesk.example"], polite)
+            third = sink.wait_for(6)[4:]
+        with rt.sessions() as s:
+            doc = ticket_doc(s, 1)
+        assert doc is not None
+        assert [("abusive" in d["hits"]) for d in doc["rule_hits"]] == [True, True]
+    finally:
+        rt.close()
+    notice = next(m for m in first if m.rcpt_tos == ["anna@helpdesk.example"])
+    assert "abusive" in _text(notice).split("The customer wrote:")[0]
+    [management] = [m for m in sink.messages if m.rcpt_tos == ["zarzad@helpdesk.example"]]
+    told = message_from_bytes(management.data, policy=email_policy.default)
+    assert "[#1]" in str(told["Subject"]) and "Znowu nie działa poczta" in str(told["Subject"])
+    assert "debile" not in _text(management).lower() and "kurwa" not in _text(management).lower()
+    assert "jan@firma.example" not in management.data.decode("utf-8", "replace")
+    [reply_notice] = second
+    assert reply_notice.rcpt_tos == ["anna@helpdesk.example"]
+    assert "abusive" in _text(reply_notice).split("The customer wrote:")[0]
+    # No effect on the acknowledgement: the same words as for the polite mail (which
+    # only quotes an error message, and is not flagged).
+    polite_ack = next(m for m in third if m.rcpt_tos == [CUSTOMER])
+    normalize = lambda t: re.sub(r"\d+", "N", t)  # noqa: E731
+    assert normalize(_text(ack)) == normalize(_text(polite_ack))
+    polite_notice = next(m for m in third if m.rcpt_tos == ["anna@helpdesk.example"])
+    assert "abusive" not in _text(polite_notice).split("The customer wrote:")[0]
