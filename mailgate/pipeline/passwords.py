@@ -142,6 +142,8 @@ def _tell_admin(
         kind="password_lockout",
         to=admin,
         language=account.language or ticket.language,
+        # A reply from the admin lands as an internal note, never as the requester's.
+        role="n",
         internal=True,
         auto_submitted="auto-generated",
         record=(

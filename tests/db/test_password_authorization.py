@@ -166,6 +166,7 @@ def test_three_wrong_passwords_suspend_password_authorization_for_a_day(
     admin = _to(mails, "admin@customer.example")
     [lockout] = [m for m in admin if "wstrzymana" in str(m["Subject"])]
     assert "jkowalski" in body(lockout) and "3" in body(lockout)
+    assert ".n." in lockout["Reply-To"]  # the admin's answer becomes an internal note
     for n in (1, 2, 3):
         assert f"guess-{n}" not in lockout.as_string()
     assert prt.metrics.password_lockouts._value.get() == 1
