@@ -1,6 +1,7 @@
 """``accounts``: mailgate's own account directory — which addresses may make official
 requests for which customer account, and the identifiers (domains, contracts, IPs …)
-that tie a request to it.  Add one, import many from CSV or JSON, list, show.
+that tie a request to it.  Add one, import many from CSV or JSON, list, show, and set
+the panel's password hash for password authorization (never a plaintext password).
 
 The rules live in ``verify.directory``; this module reads options and files.
 """
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from mailgate.cli import text
 from mailgate.cli.root import EX_DATAERR, Context, main, pass_ctx
 from mailgate.store.models import Account
-from mailgate.verify import directory
+from mailgate.verify import directory, passwords
 
 
 @main.group()
@@ -87,7 +88,8 @@ def accounts_import(ctx: Context, file: str) -> None:
     """Import accounts from CSV (a header row) or JSON (a list of objects).
 
     Fields: login, admin, name, lang, addresses ("a@x:billing b@y:technical"),
-    domains, contracts, orders, ips, services (lists, or space/comma-separated).
+    domains, contracts, orders, ips, services (lists, or space/comma-separated),
+    password_hash (the customer panel's hash: bcrypt, argon2id, $6$, PBKDF2-SHA256).
     """
     try:
         specs = directory.read_specs(Path(file))
@@ -115,7 +117,40 @@ def account_json(a: Account) -> dict[str, Any]:
         "language": a.language,
         "addresses": [{"address": x.address, "role": x.role} for x in a.addresses],
         "identifiers": [{"kind": i.kind, "value": i.value} for i in a.identifiers],
+        # The scheme only: the hash itself is never shown.
+        "password": passwords.scheme(a.password_hash),
+        "password_locked_until": a.password_locked_until.isoformat()
+        if a.password_locked_until
+        else None,
     }
+
+
+@accounts.command("set-password")
+@click.argument("login")
+@pass_ctx
+def accounts_set_password(ctx: Context, login: str) -> None:
+    """Set an account's password hash, read from standard input (one line).
+
+    The hash as the customer panel stores it: bcrypt ($2a$/$2b$/$2y$), argon2id,
+    SHA-512 crypt ($6$) or PBKDF2-SHA256.  A plaintext password is refused.
+    """
+    value = sys.stdin.readline().strip()
+    kind = passwords.scheme(value)
+    if kind is None:
+        click.echo(
+            "mailgate: not a bcrypt, argon2id, $6$ crypt or PBKDF2-SHA256 hash"
+            " (a plaintext password is never stored)",
+            err=True,
+        )
+        sys.exit(EX_DATAERR)
+    with ctx.session(write=True) as (_, session):
+        account = session.scalar(select(Account).where(Account.login == login.lower()))
+        if account is None:
+            click.echo(f"no account {login}", err=True)
+            sys.exit(1)
+        account.password_hash = value
+        account.password_locked_until = None  # a new password: a fresh start
+    click.echo(f"{kind} password hash set for {login.lower()}")
 
 
 @accounts.command("list")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mailgate.cli import text
 from mailgate.cli.root import Context, iso, main, pass_ctx
-from mailgate.store.models import Account, Article, Event, Ticket
+from mailgate.store.models import Account, Article, Event, InboundMessage, Ticket
 from mailgate.tickets import correlate, retention
 
 
@@ -97,6 +97,18 @@ def ticket_doc(session: Session, number: int) -> dict[str, Any] | None:
     doc["articles"] = [article_json(a) for a in t.articles]
     events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
     doc["events"] = [event_json(e) for e in events]
+    # Why each message that reached the ticket was handled as it was (by primary key,
+    # through the articles: inbound_message.ticket_id has no index).
+    inbound_ids = sorted({a.inbound_id for a in t.articles if a.inbound_id is not None})
+    decided = session.execute(
+        select(InboundMessage.id, InboundMessage.verdict, InboundMessage.rule_hits)
+        .where(InboundMessage.id.in_(inbound_ids))
+        .order_by(InboundMessage.id)
+    )
+    doc["rule_hits"] = [
+        {"inbound_id": i, "verdict": verdict, "hits": list(hits or [])}
+        for i, verdict, hits in decided
+    ]
     return doc
 
 

@@ -260,8 +260,10 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     problems.extend(_dkim_checks(s.dkim))
     if any(ch in s.helpdesk.name for ch in "\r\n"):
         problems.append("helpdesk.name: must not contain line breaks (it goes into a header)")
-    if s.helpdesk.postmaster and not _ADDRESS_RE.match(s.helpdesk.postmaster):
-        problems.append(f"helpdesk.postmaster: {s.helpdesk.postmaster!r} is not an e-mail address")
+    for key in ("postmaster", "management"):
+        value = getattr(s.helpdesk, key)
+        if value and not _ADDRESS_RE.match(value):
+            problems.append(f"helpdesk.{key}: {value!r} is not an e-mail address")
     if not _LOCAL_PART_RE.match(s.outbound.verp_local_part):
         problems.append("outbound.verp_local_part: letters, digits, '.', '_' and '-' only")
     if s.log.format not in ("text", "json"):
@@ -314,12 +316,31 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     problems.extend(_conversation_checks(s))
     if s.retention.days < 0 or s.retention.check_seconds <= 0:
         problems.append("retention: days must be 0 or more, check_seconds positive")
+    problems.extend(_kb_problems(s))
     names = [a.name for a in s.imap]
     for i, account in enumerate(s.imap):
         where = f"imap[{i}]" + (f" ({account.name})" if account.name else "")
         problems.extend(f"{where}: {p}" for p in _imap_problems(account, environ))
         if account.name and names.count(account.name) > 1:
             problems.append(f"{where}: name is used by more than one [[imap]] table")
+    return problems
+
+
+def _kb_problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    for i, article in enumerate(s.kb):
+        where = f"kb[{i}]"
+        if not article.title.strip():
+            problems.append(f"{where}: title is empty")
+        if not re.match(r"^https?://\S+$", article.url):
+            problems.append(f"{where}: url must be an http:// or https:// address")
+        if not article.match:
+            problems.append(f"{where}: match is empty")
+        else:
+            try:
+                re.compile(article.match)
+            except re.error as exc:
+                problems.append(f"{where}: match is not a valid regular expression: {exc}")
     return problems
 
 

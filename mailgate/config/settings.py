@@ -2,7 +2,8 @@
 
 Each ``[section]`` of the TOML file is one dataclass below, and its defaults are the
 built-in defaults; ``Settings`` holds one of each.  ``[[imap]]`` is the exception: an
-array of tables, one ``ImapAccountSettings`` per IMAP account (``LISTS``).
+array of tables, one ``ImapAccountSettings`` per IMAP account, and ``[[kb]]``, one
+``KbArticle`` per knowledge-base article (``LISTS``).
 ``config/mailgate.example.toml`` documents every key; a test proves it names exactly the
 keys defined here.  How a file and the environment become a ``Settings`` is
 ``mailgate.config.load``.
@@ -59,6 +60,10 @@ class VerifySettings:
     dns_lookups: bool = True
     challenge_hours: int = 72
     reminder_hours: int = 24
+    # A mail naming a login and carrying that account's password (checked against the
+    # directory's hash) is authorized without a challenge.  Off: passwords are only
+    # removed, and the customer is told to change them.
+    password_authorization: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,9 @@ class HelpdeskSettings:
     # Language of a queue's mail when the customer's cannot be told ("abuse" = "en");
     # queues not named here use default_language.
     queue_languages: Mapping[str, str] = field(default_factory=dict)
+    # Told once per ticket (number and subject, never the text) when a customer's mail
+    # is flagged as abusive.  Empty: only the operators see the flag.
+    management: str = ""
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,8 @@ class DirectorySettings:
 
     url: str = ""  # SQLAlchemy URL; empty: only mailgate's own account tables
     # Each query gets named parameters and returns rows (login, address, role):
-    # :address (the sender), :kind and :value (an identifier), :login.
+    # :address (the sender), :kind and :value (an identifier), :login.  The
+    # account_query may add a fourth column: the account's password hash.
     address_query: str = ""
     identifier_query: str = ""
     account_query: str = ""
@@ -213,6 +222,16 @@ class LogSettings:
 @dataclass(frozen=True)
 class TemplateSettings:
     directory: str = ""  # empty: the templates shipped with mailgate (mailgate.config.shipped)
+
+
+@dataclass(frozen=True)
+class KbArticle:
+    """One ``[[kb]]`` table: a knowledge-base article the acknowledgement may point to."""
+
+    title: str = ""
+    url: str = ""  # http(s)://
+    # A Python regular expression searched in the subject and the customer's own text.
+    match: str = ""
 
 
 IMAP_TLS_MODES = ("implicit", "starttls", "none")
@@ -274,6 +293,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
     imap: tuple[ImapAccountSettings, ...] = ()
+    kb: tuple[KbArticle, ...] = ()
 
     def queue_for(self, address: str) -> str | None:
         """The queue a recipient address feeds, accepting ``local+tag@domain`` forms."""
@@ -313,4 +333,4 @@ def section_types() -> dict[str, type]:
 
 
 # Array-of-tables sections ([[name]]) and the dataclass each table becomes.
-LISTS: dict[str, type] = {"imap": ImapAccountSettings}
+LISTS: dict[str, type] = {"imap": ImapAccountSettings, "kb": KbArticle}

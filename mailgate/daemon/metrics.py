@@ -173,6 +173,20 @@ class Metrics:
         self.sla_breaches = Counter(
             "mailgate_sla_breaches", "Tickets whose SLA due time passed unanswered", registry=r
         )
+        self.password_checks = Counter(
+            "mailgate_password_checks",
+            "Account passwords in mail checked for password authorization, by outcome "
+            "(verified, failed, suspended)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("verified", "failed", "suspended"):
+            self.password_checks.labels(outcome)
+        self.password_lockouts = Counter(
+            "mailgate_password_lockouts",
+            "Accounts whose password authorization was suspended after wrong passwords",
+            registry=r,
+        )
         self.up = Gauge("mailgate_listeners_up", "Listeners accepting connections", registry=r)
 
     def watch_store(

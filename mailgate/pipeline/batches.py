@@ -14,7 +14,7 @@ One bad message never blocks the others, and none is ever deleted.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -23,13 +23,14 @@ from sqlalchemy.orm import Session, defer
 
 from mailgate import tracing
 from mailgate.errors import PermanentError
-from mailgate.pipeline import gather, policy
+from mailgate.pipeline import gather, passwords, policy
 from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import BudgetExceeded, Evidence, FactsConfig, Job
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import InboundMessage, Ticket
 from mailgate.store.states import INBOUND_WAITING, InboundStatus
 from mailgate.tickets import apply
+from mailgate.tickets.verdicts import OpenTicket
 from mailgate.verify import directory
 from mailgate.verify.redact import RAW_REDACTED
 
@@ -151,6 +152,8 @@ def facts_config(rt: PipelineContext) -> FactsConfig:
         own_domains=gather.own_domains(rt),
         trusted_authserv_ids=frozenset(rt.settings.verify.trusted_authserv_ids),
         priority=rt.settings.priority,
+        password_authorization=rt.settings.verify.password_authorization,
+        kb=rt.settings.kb,
     )
 
 
@@ -171,6 +174,7 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
     outcomes: list[str] = []
     evidence: dict[int, Evidence] = {}
     external: dict[int, tuple[directory.AccountSpec, ...]] = {}
+    checked: dict[int, passwords.Check] = {}
     failed: dict[int, tuple[BaseException, bool]] = {}
     jobs = [Job(item.id, item.raw, item.mail_from) for item in batch]
     found = rt.analyzer.run(jobs, facts_config(rt), rt.dns, rt.clock())
@@ -193,6 +197,9 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
             sender = result.parsed.from_.address if result.parsed.from_ else None
             if rt.external is not None:
                 external[item.id] = tuple(rt.external.lookup(sender, result.identifiers))
+            if result.credential is not None:  # checked once, here, then forgotten
+                checked[item.id] = passwords.check(rt, result.credential, external.get(item.id, ()))
+                evidence[item.id] = replace(result, credential=None)
     with translate_db_errors(), rt.sessions.begin() as session:
         # One query loads every row of the batch into the session, so each message's
         # own look-up (``_inbound_row``) costs no round trip.  Held in a variable: the
@@ -210,7 +217,12 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
                 with tracing.about(item.id), session.begin_nested():
                     outcomes.append(
                         _decide_and_apply(
-                            session, rt, item, evidence[item.id], external.get(item.id, ())
+                            session,
+                            rt,
+                            item,
+                            evidence[item.id],
+                            external.get(item.id, ()),
+                            checked.get(item.id),
                         )
                     )
             except (OperationalError, InterfaceError):
@@ -236,15 +248,20 @@ def _decide_and_apply(
     item: Claimed,
     ev: Evidence,
     external_accounts: tuple[directory.AccountSpec, ...] = (),
+    password: passwords.Check | None = None,
 ) -> str:
     """Gather, decide and apply in the caller's transaction; return the verdict's name
     ("" when another worker took the message over)."""
     row = _inbound_row(session, item.id)
     if row is None or row.status != InboundStatus.PROCESSING or row.attempts != item.attempts:
         return ""  # someone else took it over after our lease ran out
-    found = gather.gather(session, rt, item, row, ev, external_accounts)
+    found = gather.gather(session, rt, item, row, ev, external_accounts, password)
     verdict = policy.decide(found.facts)
     hits = apply.apply(session, rt, verdict, found.context)
+    if password is not None and isinstance(verdict, OpenTicket):
+        sender = found.facts.sender or ""
+        now = found.context.now
+        hits.extend(passwords.record(session, rt, password, sender, row.ticket_id, row.id, now))
     if row.status != InboundStatus.QUARANTINED:
         row.status = InboundStatus.DONE
         if ev.redacted_raw is not None:

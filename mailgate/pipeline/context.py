@@ -23,6 +23,10 @@ from mailgate.verify.external import ExternalDirectory
 class PipelineMetrics(TicketMetrics, Protocol):
     @property
     def processed(self) -> Counter: ...
+    @property
+    def password_checks(self) -> Counter: ...
+    @property
+    def password_lockouts(self) -> Counter: ...
 
 
 class PipelineContext(TicketContext, Protocol):

@@ -1,7 +1,11 @@
 """The facts stage: everything learned from a message's bytes before any transaction.
 
 ``analyze`` parses, classifies, authenticates (DNS through the injected ``dnsfunc``),
-redacts pasted passwords, extracts identifiers and assesses the priority.  It is pure
+redacts pasted passwords (from the texts and from a copy of the raw message), extracts
+identifiers, assesses the priority, picks knowledge-base links and flags abusive
+text; with password authorization on, it also hands
+back the login and password a mail names together, for ``pipeline.passwords`` to check
+once and forget.  It is pure
 CPU plus DNS, so it can run in other processes: ``PoolAnalyzer`` spreads a batch over
 worker processes, which both uses every core (the daemon is otherwise one GIL-bound
 process) and puts hostile input under a hard budget — a message that takes longer
@@ -32,15 +36,16 @@ from multiprocessing.pool import AsyncResult, Pool
 from typing import Any, Protocol
 
 from mailgate import tracing
-from mailgate.config import PrioritySettings
+from mailgate.config import KbArticle, PrioritySettings
 from mailgate.errors import TemporaryError
 from mailgate.parse import autoreply, parse
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.message import Classification, ParsedMessage
-from mailgate.pipeline import priority
+from mailgate.pipeline import abusive, kb, priority
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
+from mailgate.verify.credentials import Credential
 from mailgate.verify.identity import Identifiers, extract
-from mailgate.verify.redact import redact, redact_raw
+from mailgate.verify.redact import redact, redact_raw, secrets
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,8 @@ class FactsConfig:
     own_domains: frozenset[str]
     trusted_authserv_ids: frozenset[str]
     priority: PrioritySettings
+    password_authorization: bool = False  # carry a named login's password out, once
+    kb: tuple[KbArticle, ...] = ()  # knowledge-base articles to suggest
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,9 @@ class Evidence:
     # The raw copy with the same redaction, when the raw itself held a password: the
     # stored copy is replaced by it once the message is processed.
     redacted_raw: bytes | None = None
+    credential: Credential | None = None  # only with password authorization on
+    kb: tuple[tuple[str, str], ...] = ()  # (title, url) of the articles it points to
+    abusive: bool = False  # insults or profanity in the customer's own words
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +110,27 @@ def analyze(
         dnsfunc=dnsfunc,
         now=now,
     )
+    found = secrets(f"{parsed.subject}\n{parsed.text}") if config.password_authorization else []
     parsed, redacted = _redact(parsed)
     identifiers = extract(parsed.subject, parsed.text, ignore_domains=config.own_domains)
     assessed = priority.assess(parsed.subject, parsed.text, parsed.headers, config.priority)
-    cleaned_raw = _redacted_raw(raw) if redacted else None
-    return Evidence(parsed, classification, auth, identifiers, redacted, assessed, cleaned_raw)
+    # One login and the first password beside it; several logins name no one account.
+    credential = None
+    if found and len(identifiers.logins) == 1:
+        credential = Credential(identifiers.logins[0], found[0])
+    links = kb.suggest(config.kb, parsed.subject, parsed.text)
+    return Evidence(
+        parsed,
+        classification,
+        auth,
+        identifiers,
+        redacted,
+        assessed,
+        _redacted_raw(raw) if redacted else None,
+        credential,
+        links,
+        abusive.is_abusive(parsed.subject, parsed.text),
+    )
 
 
 def _redacted_raw(raw: bytes) -> bytes | None:

@@ -22,13 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.parse.message import ParsedMessage
-from mailgate.pipeline import policy, priority
+from mailgate.pipeline import policy, priority, webfault
 from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import Evidence
 from mailgate.store.models import Article, InboundMessage, Operator, Ticket
 from mailgate.tickets import bounces, challenges, commands, correlate, operators
 from mailgate.tickets.apply import Context
 from mailgate.verify import directory
+from mailgate.verify.credentials import Check
 
 if TYPE_CHECKING:
     from mailgate.pipeline.batches import Claimed
@@ -50,6 +51,7 @@ def gather(
     row: InboundMessage,
     ev: Evidence,
     external_accounts: tuple[directory.AccountSpec, ...],
+    password: Check | None = None,
 ) -> Gathered:
     """Look everything up for one claimed message, in the caller's transaction."""
     parsed = ev.parsed
@@ -100,6 +102,8 @@ def gather(
         operator=operator is not None,
         commands=block,
         thread=thread,
+        password=password,
+        abusive=ev.abusive,
     )
     context = Context(
         row=row,
@@ -121,6 +125,11 @@ def gather(
         if ev.assessment.priority == "high"
         else (),
         now=now,
+        # A web fault report, at any priority: OS, browser and version, URL, screenshot.
+        web_missing=webfault.missing(
+            parsed.subject, parsed.text, (a.content_type for a in parsed.attachments)
+        ),
+        kb=ev.kb,
     )
     return Gathered(facts, context)
 

@@ -29,6 +29,7 @@ from mailgate.tickets.verdicts import (
     Verdict,
 )
 from mailgate.verify.authn import AuthVerdict
+from mailgate.verify.credentials import Check
 from mailgate.verify.directory import Resolution
 
 
@@ -59,6 +60,8 @@ class Facts:
     operator: bool = False  # the From address is a registered operator's
     commands: Block | None = None  # an operator's leading command block
     thread: Thread | None = None  # the matched ticket's state
+    password: Check | None = None  # a login's password in the mail, checked
+    abusive: bool = False  # insults or profanity in the customer's own words
 
 
 def decide(f: Facts) -> Verdict:
@@ -69,6 +72,9 @@ def decide(f: Facts) -> Verdict:
     if match:
         hits.append(f"thread:{match.how}:{match.number}")
     hits.extend(f"mentions:{n}" for n in f.threading.mentioned)
+    if f.abusive and kind == "human":
+        # Flagged for the operators and management; it changes no decision.
+        hits.append("abusive")
 
     if f.duplicate_of is not None:
         return Duplicate(f.duplicate_of, (*hits, "duplicate-delivery"))
@@ -159,12 +165,25 @@ def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:
     account = f.resolution.match
     hits.extend(f.resolution.notes)
     challenge = False
+    password = f.password
+    if password is not None:
+        hits.append(f"password:{password.outcome}")
+    by_password = (
+        password is not None
+        and password.outcome == "verified"
+        and account is not None
+        and account.login == password.login
+    )
     if account is None:
         authorization = "consultative"
         hits.append("consultative:no-account")
     else:
         hits.extend(f"account:{how}" for how in account.how)
-        if account.registered_sender and f.auth.result == "pass":
+        if by_password:
+            # The account's own password, whoever sends it (the company's rule).
+            authorization = "authorized"
+            hits.append("authorized:password")
+        elif account.registered_sender and f.auth.result == "pass":
             authorization = "authorized"
             hits.append("authorized:registered-and-authenticated")
         elif account.admin_address is None:
@@ -192,4 +211,5 @@ def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:
         (*hits, "open"),
         priority_reason=f.priority.reason,
         links=links,
+        password_used=by_password,
     )

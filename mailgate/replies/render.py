@@ -53,7 +53,10 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
     "ack": {
         "authorization": "consultative",
         "password_redacted": True,
+        "password_used": True,
         "missing": ["target", "service", "start_time", "diagnostics"],
+        "web_missing": ["os", "browser", "url", "screenshot"],
+        "kb": [{"title": "DNS records: how to add an MX record", "url": "https://kb.example/mx"}],
     },
     "challenge": {
         "reminder": False,
@@ -65,6 +68,13 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "expires": "2026-11-26 09:00 UTC",
     },
     "challenge_result": {"outcome": "confirmed"},
+    "management_notice": {"queue": "technical"},
+    "password_lockout": {
+        "login": "jkowalski",
+        "failures": 3,
+        "hours": 24,
+        "until": "2026-11-24 09:00 UTC",
+    },
     "operator_notice": {
         "event": "new",
         "requester": "jan@customer.example",
@@ -75,6 +85,8 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
         "mentions": [7],
         "linked": 3,
         "note_address": "support+42.n.0123456789abcdef0123@helpdesk.example",
+        "abusive": True,
+        "kb": [{"title": "DNS records: how to add an MX record", "url": "https://kb.example/mx"}],
     },
     "reply": {"operator_name": "Anna Nowak"},
     "holding": {"eta": "2026-11-23 11:00 UTC"},

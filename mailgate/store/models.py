@@ -329,6 +329,11 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime]
+    # The customer panel's password hash (bcrypt, argon2id, $6$ crypt, PBKDF2-SHA256),
+    # for ``[verify] password_authorization``; never a plaintext password.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Password authorization is suspended until then (too many wrong passwords).
+    password_locked_until: Mapped[datetime | None]
 
     addresses: Mapped[list[AccountAddress]] = relationship(
         back_populates="account", order_by="AccountAddress.id", cascade="all, delete-orphan"
@@ -367,6 +372,20 @@ class AccountIdentifier(Base):
     account: Mapped[Account] = relationship(back_populates="identifiers")
 
     __table_args__ = (UniqueConstraint("kind", "value"),)
+
+
+class PasswordFailure(Base):
+    """A wrong password for a login, counted per account and per sender (the oracle
+    defence); never the password tried."""
+
+    __tablename__ = "password_failure"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(128), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    sender: Mapped[str] = mapped_column(String(512), index=True)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
+    at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Challenge(Base):

@@ -33,7 +33,7 @@ from mailgate.store.models import (
     Ticket,
 )
 from mailgate.store.states import InboundStatus, TicketStatus
-from mailgate.tickets import bounces, challenges, operators
+from mailgate.tickets import bounces, challenges, management, operators
 from mailgate.tickets.context import TicketContext
 from mailgate.tickets.verdicts import (
     AnswerChallenge,
@@ -70,6 +70,8 @@ class Context:
     password_redacted: bool
     missing: tuple[str, ...]  # what a high-priority report lacks (asked in the ack)
     now: datetime
+    web_missing: tuple[str, ...] = ()  # what a web fault report lacks (asked in the ack)
+    kb: tuple[tuple[str, str], ...] = ()  # (title, url) of knowledge-base articles to offer
 
 
 def apply(session: Session, rt: TicketContext, verdict: Verdict, ctx: Context) -> list[str]:
@@ -108,13 +110,25 @@ def _open(
     if verdict.challenge and ctx.account is not None:
         challenges.open_challenge(session, rt, ticket, ctx.account, ticket.requester_name)
     if verdict.acknowledge:
-        _acknowledge(session, rt, ticket, ctx)
+        _acknowledge(session, rt, ticket, ctx, verdict.password_used)
+    done: tuple[str, ...] = ()
     if ctx.acknowledge:  # never for a batch import of old mail
+        abusive = "abusive" in verdict.hits
         operators.notify_queue(
-            session, rt, ticket, article, "new", mentions=ctx.mentions, inbound_id=ctx.row.id
+            session,
+            rt,
+            ticket,
+            article,
+            "new",
+            mentions=ctx.mentions,
+            inbound_id=ctx.row.id,
+            kb=ctx.kb,
+            abusive=abusive,
         )
+        if abusive:
+            done = management.tell(session, rt, ticket, ctx.row.id)
     ctx.row.ticket_id = ticket.id
-    return ()
+    return done
 
 
 def _append(
@@ -123,8 +137,12 @@ def _append(
     ticket = session.get_one(Ticket, verdict.ticket_id)
     author = ctx.sender or (ctx.mail_from or "")
     article = _add_article(session, ticket.id, ctx, author, verdict.internal)
+    done: tuple[str, ...] = ()
     if not verdict.internal:  # a quiet note (bounce, auto-reply) changes nothing
-        _customer_replied(session, rt, ticket, article, verdict.reopen, ctx)
+        abusive = "abusive" in verdict.hits
+        _customer_replied(session, rt, ticket, article, verdict.reopen, ctx, abusive)
+        if abusive and ctx.acknowledge:
+            done = management.tell(session, rt, ticket, ctx.row.id)
     ctx.row.ticket_id = ticket.id
     if verdict.kept_from_operator and ctx.operator is not None and ctx.acknowledge:
         # She may believe she answered the customer: say it stayed internal, and why.
@@ -138,8 +156,8 @@ def _append(
             references=ctx.parsed.references,
             inbound_id=ctx.row.id,
         )
-        return ("operator-told:kept-internal",)
-    return ()
+        return (*done, "operator-told:kept-internal")
+    return done
 
 
 def _operator_reply(
@@ -237,6 +255,7 @@ def _customer_replied(
     article: Article,
     reopen: bool,
     ctx: Context,
+    abusive: bool = False,
 ) -> None:
     """A public reply from the customer: reopen or wake the ticket, tell the operators."""
     now = rt.clock()
@@ -245,7 +264,9 @@ def _customer_replied(
         operators.set_status(ticket, TicketStatus.OPEN, now)
     if ctx.acknowledge:
         event = "reopened" if reopen else "reply"
-        operators.notify_queue(session, rt, ticket, article, event, inbound_id=ctx.row.id)
+        operators.notify_queue(
+            session, rt, ticket, article, event, inbound_id=ctx.row.id, abusive=abusive
+        )
 
 
 def _operator_replied(
@@ -327,7 +348,9 @@ def _store_blob(session: Session, sha256: str, data: bytes) -> None:
     session.execute(insert(Blob).values(**values).on_conflict_do_nothing())
 
 
-def _acknowledge(session: Session, rt: TicketContext, ticket: Ticket, ctx: Context) -> None:
+def _acknowledge(
+    session: Session, rt: TicketContext, ticket: Ticket, ctx: Context, password_used: bool
+) -> None:
     assert ctx.sender is not None
     notify.send(
         session,
@@ -341,8 +364,12 @@ def _acknowledge(session: Session, rt: TicketContext, ticket: Ticket, ctx: Conte
         context={
             "authorization": ticket.authorization,
             "password_redacted": ctx.password_redacted,
+            # Authorized by the account's password: used once, not kept (say so).
+            "password_used": password_used,
             # A high-priority report is an incident: ask for exactly what it lacks.
             "missing": list(ctx.missing) if ticket.priority == "high" else [],
+            "web_missing": list(ctx.web_missing),
+            "kb": operators.kb_links(ctx.kb),
         },
         inbound_id=ctx.row.id,
         # The one automatic mail past the per-recipient limit: a password to change.

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -95,8 +96,14 @@ def notify_queue(
     *,
     mentions: Sequence[int] = (),
     inbound_id: int | None = None,
+    kb: Sequence[tuple[str, str]] = (),
+    abusive: bool = False,
 ) -> int:
-    """Mail the ticket's operators about a customer's article; return how many."""
+    """Mail the ticket's operators about a customer's article; return how many.
+
+    ``kb`` lists the knowledge-base articles the acknowledgement offered (title, url);
+    ``abusive`` says the customer's text was flagged (rule hit ``abusive``).
+    """
     recipients = {o.address: o for o in of_queue(session, ticket.queue)}
     assignee = find(session, ticket.assignee)
     if assignee is not None:
@@ -125,10 +132,21 @@ def notify_queue(
                 "mentions": list(mentions),
                 "linked": linked.number if linked else None,
                 "note_address": _note_address(session, rt, ticket, operator.address),
+                "kb": kb_links(kb),
+                "abusive": abusive,
             },
             inbound_id=inbound_id,
         )
     return len(recipients)
+
+
+def kb_links(kb: Sequence[tuple[str, str]]) -> list[dict[str, Markup]]:
+    """Knowledge-base articles for a template.  They come from the configuration, and
+    the mail is plain text: no HTML escaping (an ``&`` in a URL stays one)."""
+    return [
+        {"title": Markup(title), "url": Markup(url)}  # noqa: S704 -- the admin's, in plain text
+        for title, url in kb
+    ]
 
 
 def _note_address(session: Session, rt: TicketContext, ticket: Ticket, to: str) -> str:

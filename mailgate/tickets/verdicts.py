@@ -25,6 +25,7 @@ class OpenTicket:
     hits: tuple[str, ...]
     priority_reason: str | None = None
     links: int | None = None  # id of a ticket resolved too long ago to reopen
+    password_used: bool = False  # authorized by the account's password in the mail
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.store.models import Account, AccountAddress, AccountIdentifier
+from mailgate.verify import passwords
 from mailgate.verify.identity import Identifiers, normalize
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class AccountSpec:
     language: str | None = None
     addresses: tuple[tuple[str, str], ...] = ()  # (address, role)
     identifiers: tuple[tuple[str, str], ...] = ()  # (kind, raw value)
+    password_hash: str | None = None  # the panel's hash; None leaves the stored one
 
     def problems(self) -> list[str]:
         found = []
@@ -157,6 +159,11 @@ class AccountSpec:
                 found.append(f"identifier kind {kind!r} is unknown")
             elif not normalize(kind, value):
                 found.append(f"{kind} {value!r} is not valid")
+        if self.password_hash and passwords.scheme(self.password_hash) is None:
+            found.append(
+                "password_hash is not a bcrypt, argon2id, $6$ crypt or PBKDF2-SHA256 hash"
+                " (a plaintext password is never stored)"
+            )
         if self.language and self.language not in ("en", "pl", "sk", "cs", "ru"):
             found.append(f"language {self.language!r} is not one of en, pl, sk, cs, ru")
         return found
@@ -172,6 +179,8 @@ def upsert(session: Session, spec: AccountSpec, now: datetime) -> Account:
         account.name = spec.name
     if spec.language:
         account.language = spec.language
+    if spec.password_hash and passwords.scheme(spec.password_hash):
+        account.password_hash = spec.password_hash.strip()
     have_addresses = {(a.address, a.role) for a in account.addresses}
     for address, role in _unique([(spec.admin, "admin"), *spec.addresses]):
         key = (address.lower(), role)
@@ -249,6 +258,7 @@ def read_specs(path: Path) -> list[AccountSpec]:
                 language=str(row.get("lang") or row.get("language") or "") or None,
                 addresses=tuple(addresses),
                 identifiers=tuple(identifiers),
+                password_hash=str(row.get("password_hash") or "").strip() or None,
             )
         )
     return specs

@@ -3,7 +3,8 @@
 Hosting companies already keep their customers somewhere; copying them by hand into
 mailgate would go stale.  ``ExternalDirectory`` runs the admin's queries (read-only
 user recommended) in the facts stage — outside any mailgate transaction — caches the
-answers for ``cache_seconds``, and hands back ``AccountSpec`` values that the pipeline
+answers for ``cache_seconds``, and hands back ``AccountSpec`` values (with the
+account's password hash when ``account_query`` returns one) that the pipeline
 upserts into mailgate's own tables, so tickets and challenges can refer to them.
 A customer database that does not answer costs a verdict nothing worse than "no
 account named": the lookup is skipped and logged.
@@ -20,10 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailgate.clock import Clock
 from mailgate.config import DirectorySettings
+from mailgate.verify import passwords
 from mailgate.verify.directory import ROLES, AccountSpec
 from mailgate.verify.identity import Identifiers
 
 log = logging.getLogger(__name__)
+
+_Row = tuple[str, str, str, str]  # login, address, role, password hash ("" without)
 
 
 class ExternalDirectory:
@@ -31,11 +35,11 @@ class ExternalDirectory:
         self.settings = settings
         self.clock = clock
         self.engine: Engine = _engine(settings)
-        self._cache: dict[tuple[str, ...], tuple[float, list[tuple[str, str, str]]]] = {}
+        self._cache: dict[tuple[str, ...], tuple[float, list[_Row]]] = {}
 
     def lookup(self, sender: str | None, ids: Identifiers) -> list[AccountSpec]:
         """Accounts the sender belongs to or the identifiers name, with all their contacts."""
-        rows: list[tuple[str, str, str]] = []
+        rows: list[_Row] = []
         named: dict[str, list[tuple[str, str]]] = {}  # login → identifiers that found it
         s = self.settings
         try:
@@ -55,7 +59,7 @@ class ExternalDirectory:
             return []
         return _specs(contacts, named)
 
-    def _query(self, sql: str, **params: str) -> list[tuple[str, str, str]]:
+    def _query(self, sql: str, **params: str) -> list[_Row]:
         key = (sql, *(f"{k}={v}" for k, v in sorted(params.items())))
         now = self.clock().timestamp()
         cached = self._cache.get(key)
@@ -84,16 +88,21 @@ def _engine(settings: DirectorySettings) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
-def _row(row: Any) -> tuple[str, str, str]:
-    login, address, role = (str(v).strip() for v in tuple(row)[:3])
-    return login.lower(), address.lower(), role.lower()
+def _row(row: Any) -> _Row:
+    values = tuple(row)
+    login, address, role = (str(v).strip() for v in values[:3])
+    # An optional fourth column: the account's password hash (only account_query's
+    # is read).
+    hashed = str(values[3] or "").strip() if len(values) > 3 else ""
+    return login.lower(), address.lower(), role.lower(), hashed
 
 
-def _specs(
-    contacts: Iterable[tuple[str, str, str]], named: dict[str, list[tuple[str, str]]]
-) -> list[AccountSpec]:
+def _specs(contacts: Iterable[_Row], named: dict[str, list[tuple[str, str]]]) -> list[AccountSpec]:
     by_login: dict[str, list[tuple[str, str]]] = {}
-    for login, address, role in contacts:
+    hashes: dict[str, str] = {}
+    for login, address, role, hashed in contacts:
+        if hashed and passwords.scheme(hashed):
+            hashes.setdefault(login, hashed)
         if role in ROLES and "@" in address:
             by_login.setdefault(login, []).append((address, role))
     specs = []
@@ -105,6 +114,12 @@ def _specs(
         others = tuple((a, r) for a, r in addresses if (a, r) != (admins[0], "admin"))
         identifiers = tuple(dict.fromkeys(named.get(login, [])))
         specs.append(
-            AccountSpec(login=login, admin=admins[0], addresses=others, identifiers=identifiers)
+            AccountSpec(
+                login=login,
+                admin=admins[0],
+                addresses=others,
+                identifiers=identifiers,
+                password_hash=hashes.get(login),
+            )
         )
     return specs

@@ -4,7 +4,9 @@ Some providers still ask customers to "authorize" a mail by including their pass
 mailgate never does, and protects those who do it anyway.  The value after a password
 label in any of our five languages is replaced by a marker before the text is stored,
 shown or relayed; after processing, ``redact_raw`` gives the stored raw copy the same
-treatment, so no copy mailgate keeps or exports holds the password.
+treatment, so no copy mailgate keeps or exports holds the password.  ``secrets`` hands
+the values themselves to the one caller that may use them once (password authorization,
+``pipeline.passwords``).
 """
 
 from __future__ import annotations
@@ -96,3 +98,16 @@ def _decoded_header(value: object) -> str:
         return str(make_header(decode_header(str(value))))
     except (LookupError, UnicodeError, ValueError):
         return str(value)
+
+
+# A PIN is not the account's password: never tried against its hash.
+_NOT_PASSWORDS = frozenset({"pin"})
+
+
+def secrets(text: str) -> list[str]:
+    """The pasted passwords in ``text``, in order (PINs left out)."""
+    return [
+        m.group("secret")
+        for m in _PATTERN.finditer(text)
+        if m.group("label").casefold() not in _NOT_PASSWORDS
+    ]

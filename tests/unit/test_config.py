@@ -39,8 +39,10 @@ def test_example_documents_every_key_with_its_default() -> None:
     assert set(entry) == {f.name for f in dataclasses.fields(config.DkimKey)}
 
 
-# Keys of an [[imap]] table that have no useful default: the example shows a sample.
+# Keys of an [[imap]] or [[kb]] table that have no useful default: the example shows a
+# sample.
 IMAP_SAMPLE_KEYS = {"name", "host", "username", "password_env"}
+KB_SAMPLE_KEYS = {"title", "url", "match"}
 
 
 def test_example_documents_every_imap_key_and_is_valid() -> None:
@@ -48,7 +50,7 @@ def test_example_documents_every_imap_key_and_is_valid() -> None:
     assert "imap" not in tomllib.loads(text)  # a sample, commented out: polls nothing
     # Uncomment the sample: its table header and key lines, not the explanations.
     sample = text[text.index("# [[imap]]") :]
-    code = re.compile(r"^# (\[\[imap\]\]|[a-z_]+ = .*)$")
+    code = re.compile(r"^# (\[\[(?:imap|kb)\]\]|[a-z_]+ = .*)$")
     example = tomllib.loads(
         "\n".join(m.group(1) for line in sample.splitlines() if (m := code.match(line)))
     )
@@ -57,7 +59,7 @@ def test_example_documents_every_imap_key_and_is_valid() -> None:
         assert set(table) == {f.name for f in dataclasses.fields(cls)}, f"[[{section}]] keys"
         default = cls()
         for key, value in table.items():
-            if key in IMAP_SAMPLE_KEYS:
+            if key in IMAP_SAMPLE_KEYS | KB_SAMPLE_KEYS:
                 continue
             shown = tuple(value) if isinstance(value, list) else value
             assert shown == getattr(default, key), f"{section}.{key}: not the default"
@@ -65,6 +67,8 @@ def test_example_documents_every_imap_key_and_is_valid() -> None:
     [account] = settings.imap
     assert account.folders == ("INBOX",)
     assert account.effective_port == 993
+    [article] = config.build({"kb": example["kb"]}).kb
+    assert article.url.startswith("https://") and article.match
 
 
 IMAP_TABLES = """

@@ -1,0 +1,82 @@
+"""Abusive mail: insults and profanity towards staff, flagged (never refused).
+
+Providers' rules say abuse of support staff may end support "with notification of the
+company's management".  mailgate does not decide that; it flags it.  ``is_abusive``
+reads what the customer wrote — the subject and the visible text, with quoted replies
+already removed by the parser — in English, Polish, Slovak, Czech and Russian, stems
+written so that inflected and prefixed forms match ("kurwa/kurwy", "spierdalaj",
+"idioti", "заебали", "мудаки").  What the customer quotes is left out first: lines
+starting with ">", text inside quotation marks, and pasted error messages or logs
+(the rest of a line after "error:", "ошибка:" …, log lines with a timestamp, indented
+or prompt lines), so "I get: Fatal error: f*** off" from a broken script does not
+count.  Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SAMPLE = 20_000  # characters of text read
+
+# Whole words (\b on both sides unless a stem says otherwise); \w* carries inflections.
+_WORDS = (
+    # English
+    r"\w*f(?:u|\*|@|#)(?:c|\*)?k(?:ing|in|ed|er|ers|s|wit\w*|face\w*|head\w*)?",
+    r"\w*fuck\w*",
+    r"(?:bull|horse)?shit(?:s|ty|head\w*|hole\w*)?",
+    r"sh\*t\w*",
+    r"(?:ass|arse)hole\w*|dumbass\w*|jackass\w*",
+    r"idiot\w*|moron\w*|imbecil\w*|retard(?:s|ed)?|cretin\w*",
+    r"bastard\w*|bitch\w*|cunt\w*|wanker\w*|dickhead\w*|twat\w*|scumbag\w*",
+    # Polish
+    r"\w*kurw\w*|\w*chuj\w*|\w*huj(?:a|e|u|em|ów|owy|owa|owe|owo|ami)?",
+    r"\w*pierd[oa]l\w*|\w*jeb(?:a|ie|i|ią|an|any|ane|ani|ał|ać|cie|nij|ać)\w*|\w*zjeb\w*",
+    r"skurwysyn\w*|skurwiel\w*|debil\w*|kretyn\w*|dupek|dupk\w*|pizd\w*|cwel\w*|frajer\w*",
+    # Slovak and Czech
+    r"\w*kurv\w*|kokot\w*|\w*jeb(?:eš|em|e|ať|at|al|ali|aný|aná|ané|ani|u|nutý|nutí|o)\w*",
+    r"pič\w*|\w*sran(?:ý|á|é|í|ých|ej|ou)|sračk\w*|\w*prdel\w*|hovn\w*|hovad\w*|zmrd\w*",
+    r"čurák\w*|curak\w*|hajzl\w*|kretén\w*|debil\w*|magor\w*|chuj\w*|idiot\w*",
+    # Russian
+    r"\w*ху(?:й|я|ю|е|ё|и)\w*|\w*пизд\w*|бляд\w*|бля|блять|сук(?:а|и|у|ой|ам|ами)|сучк\w*",
+    r"(?:за|у|вы|по|от|на|до|съ|разъ|подъ|при|пере|недо|про|долбо|долба)?"
+    r"[её]б(?:а|ан|ал|ат|ли|лан|лив|ну|уч|у|ы|ок|ёт|ет|ут|ись|ище)\w*",
+    r"мудак\w*|мудил\w*|мудозвон\w*|идиот\w*|дебил\w*|кретин\w*|придур\w*|гандон\w*",
+    r"говн\w*|дерьм\w*|мраз(?:ь|и|ей|ям)|урод(?:ы|ов|ам|ами|ина|ины)?|тупиц\w*|туп(?:ые|ой|ая|орыл\w*)",
+    r"сволоч\w*|скотин\w*|ублюд\w*|засранц\w*|засранец",
+)
+_ABUSE = re.compile(r"(?<!\w)(?:" + "|".join(_WORDS) + r")(?!\w)", re.IGNORECASE)
+
+# Quotation marks: "…", “…”, „…“, „…”, «…», `…`.
+_QUOTED = re.compile(
+    r"\"[^\"\n]{1,300}\"|“[^”\n]{1,300}”|„[^“”\n]{1,300}[“”]|«[^»\n]{1,300}»|`[^`\n]{1,300}`"
+)
+# A pasted error message: whatever follows the marker on its line.
+_ERROR_TAIL = re.compile(
+    r"\b(?:error|err|exception|warning|fatal|traceback|errno|"
+    r"błąd|komunikat|chyba|hláška|hlásenie|ошибка|сообщение|предупреждение)"
+    r"(?:\s+\w+){0,2}\s*:.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Lines that are pasted output, not prose: logs with a time stamp, shell prompts,
+# indented blocks, stack frames.
+_PASTED_LINE = re.compile(
+    r"^(?:>.*|[ \t]{2,}.*|[$#] .*|.*\b\d{2}:\d{2}:\d{2}\b.*|\s*at [\w.$]+\(.*|\s*File \".*)$",
+    re.MULTILINE,
+)
+
+
+def prose(subject: str, text: str) -> str:
+    """What the customer wrote in their own words: quotes and pasted output removed."""
+    body = f"{subject}\n{text[:_SAMPLE]}"
+    body = _PASTED_LINE.sub("", body)
+    body = _QUOTED.sub(" ", body)
+    return _ERROR_TAIL.sub("", body)
+
+
+def abusive_words(subject: str, text: str) -> list[str]:
+    """The abusive words the customer wrote themselves (for tests and operators' logs)."""
+    return [m.group(0) for m in _ABUSE.finditer(prose(subject, text))]
+
+
+def is_abusive(subject: str, text: str) -> bool:
+    return _ABUSE.search(prose(subject, text)) is not None
