@@ -1,6 +1,7 @@
-"""``quarantine``: inbound messages set aside — by the policy, or because processing
-failed for good or too often.  List them, show one (``--raw`` for the stored bytes),
-and replay them into the processing queue after a fix."""
+"""``quarantine``: inbound messages set aside — by the policy (spam, floods, the admin's
+rules), or because processing failed for good or too often.  List them (``--reason``
+picks by the start of the reason), show one (``--raw`` for the stored bytes), replay
+them into the processing queue after a fix, or release held mail as not spam."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from mailgate.cli.root import Context, iso, main, pass_ctx
 from mailgate.store.models import InboundMessage
+from mailgate.store.states import InboundStatus
 
 
 @main.group()
@@ -34,19 +36,22 @@ def inbound_json(m: InboundMessage) -> dict[str, Any]:
         "attempts": m.attempts,
         "last_error": m.last_error,
         "rule_hits": m.rule_hits,
+        "scan": m.scan,
+        "released_at": iso(m.released_at) if m.released_at else None,
+        "purged_at": iso(m.purged_at) if m.purged_at else None,
     }
 
 
 @quarantine.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--reason", default="", help="Only reasons starting with this (spam, flood …).")
 @pass_ctx
-def quarantine_list(ctx: Context, as_json: bool) -> None:
+def quarantine_list(ctx: Context, as_json: bool, reason: str) -> None:
     with ctx.session() as (_, session):
-        rows = session.scalars(
-            select(InboundMessage)
-            .where(InboundMessage.status == "quarantined")
-            .order_by(InboundMessage.id)
-        ).all()
+        query = select(InboundMessage).where(InboundMessage.status == "quarantined")
+        if reason:
+            query = query.where(InboundMessage.reason.startswith(reason, autoescape=True))
+        rows = session.scalars(query.order_by(InboundMessage.id)).all()
         docs = [inbound_json(m) for m in rows]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
@@ -89,3 +94,30 @@ def quarantine_replay(ctx: Context, inbound_ids: tuple[int, ...], replay_all: bo
             m.reason = None
         count = len(rows)
     click.echo(f"{count} message(s) queued for processing again")
+
+
+@quarantine.command("release")
+@click.argument("inbound_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def quarantine_release(ctx: Context, inbound_ids: tuple[int, ...]) -> None:
+    """Process held messages as not spam: spam verdicts, the flood limit and quarantining
+    rules no longer hold them; they become tickets (and get answers) like any other."""
+    problems: list[str] = []
+    with ctx.session(write=True) as (rt, session):
+        now = rt.clock()
+        released = 0
+        for inbound_id in inbound_ids:
+            m = session.get(InboundMessage, inbound_id)
+            if m is None or m.status != InboundStatus.QUARANTINED:
+                problems.append(f"{inbound_id}: not in the quarantine")
+            elif m.purged_at is not None:
+                problems.append(f"{inbound_id}: purged on {iso(m.purged_at)}, nothing to release")
+            else:
+                m.status, m.attempts, m.next_attempt_at = InboundStatus.RECEIVED, 0, now
+                m.released_at = now
+                released += 1
+    for problem in problems:
+        click.echo(f"mailgate: {problem}", err=True)
+    click.echo(f"{released} message(s) released for processing as not spam")
+    if problems:
+        sys.exit(1)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.cli.root import Context, iso, main, pass_ctx
-from mailgate.store.models import Account, Article, Event, Ticket
+from mailgate.store.models import Account, Article, Event, InboundMessage, Ticket
 from mailgate.tickets import correlate, retention
 
 
@@ -89,6 +89,13 @@ def ticket_doc(session: Session, number: int) -> dict[str, Any] | None:
     doc["linked_ticket"] = linked.number if linked else None
     doc["participants"] = correlate.participants(session, t.id)
     doc["articles"] = [article_json(a) for a in t.articles]
+    # The admin's [[rules]] that matched the ticket's mail, in the order they first hit.
+    hits = session.scalars(
+        select(InboundMessage.rule_hits)
+        .where(InboundMessage.ticket_id == t.id)
+        .order_by(InboundMessage.id)
+    )
+    doc["rule_hits"] = list(dict.fromkeys(h for row in hits for h in row if h.startswith("rule:")))
     events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
     doc["events"] = [event_json(e) for e in events]
     return doc

@@ -11,7 +11,7 @@ import pytest
 
 from mailgate.daemon.runtime import Runtime
 from mailgate.store.models import OutboxMessage
-from mailgate.tickets import operators
+from mailgate.tickets import operators, retention
 from tests.conftest import make_runtime, make_settings
 from tests.db.test_pipeline import deliver, inbound, sent_messages, tickets
 from tests.support import FakeClock, make_mail
@@ -104,6 +104,25 @@ def test_spam_following_up_a_ticket_is_held_too(make_rt: Any) -> None:
     assert row.status == "quarantined" and row.reason is not None
     assert row.reason.startswith("spam")
     assert row.ticket_id is None
+
+
+def test_held_spam_is_purged_after_keep_days_never_earlier(make_rt: Any, clock: FakeClock) -> None:
+    rt = make_rt(spam={"keep_days": 30}, retention={"days": 0})
+    held = deliver(rt, make_mail(headers={"X-Spam-Flag": "YES"}))
+    two_froms = make_mail(sender="a@b.example").replace(
+        b"From: a@b.example", b"From: a@b.example\r\nFrom: c@d.example"
+    )
+    other = deliver(rt, two_froms)
+    assert inbound(rt, other).status == "quarantined"  # not spam: two From headers
+    clock.advance(days=29, hours=23)
+    assert retention.purge(rt) == (0, 0)
+    assert inbound(rt, held).raw != b""
+    clock.advance(hours=2)
+    assert retention.purge(rt) == (1, 0)
+    row = inbound(rt, held)
+    assert row.raw == b"" and row.purged_at == clock.now
+    assert row.status == "quarantined"  # still listed, with its reason, but empty
+    assert inbound(rt, other).raw != b""  # other holds wait for someone to deal with them
 
 
 def test_flood_holds_new_tickets_beyond_the_hourly_limit(make_rt: Any, clock: FakeClock) -> None:
