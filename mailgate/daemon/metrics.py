@@ -153,6 +153,35 @@ class Metrics:
             ["verdict"],
             registry=r,
         )
+        self.spam_held = Counter(
+            "mailgate_spam_held_messages",
+            "Messages held in the quarantine as spam, by whose verdict (header, rspamd)",
+            ["source"],
+            registry=r,
+        )
+        self.spam_refused = Counter(
+            "mailgate_spam_refused_messages",
+            "Messages refused in the SMTP/LMTP session because rspamd said reject",
+            ["listener"],
+            registry=r,
+        )
+        self.spam_unscanned = Counter(
+            "mailgate_spam_unscanned_messages",
+            "Messages let through unscanned because rspamd was away or slow, by source",
+            ["source"],
+            registry=r,
+        )
+        self.flood_held = Counter(
+            "mailgate_flood_held_messages",
+            "New tickets held because their sender went over the hourly limit",
+            registry=r,
+        )
+        self.rule_hits = Counter(
+            "mailgate_rule_hits",
+            "Messages an admin's [[rules]] entry matched",
+            ["rule"],
+            registry=r,
+        )
         self.outbox = Counter(
             "mailgate_outbox_attempts",
             "Outgoing delivery attempts, by kind and result (sent, retry, failed)",

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
+from mailgate.ingest.scan import RspamdClient
 from mailgate.parse import ParseLimits
 from mailgate.pipeline.facts import Analyzer
 from mailgate.tickets.context import TicketContext, TicketMetrics
@@ -23,6 +24,14 @@ from mailgate.verify.external import ExternalDirectory
 class PipelineMetrics(TicketMetrics, Protocol):
     @property
     def processed(self) -> Counter: ...
+    @property
+    def spam_held(self) -> Counter: ...
+    @property
+    def spam_unscanned(self) -> Counter: ...
+    @property
+    def flood_held(self) -> Counter: ...
+    @property
+    def rule_hits(self) -> Counter: ...
 
 
 class PipelineContext(TicketContext, Protocol):
@@ -42,3 +51,6 @@ class PipelineContext(TicketContext, Protocol):
 
     @property
     def parse_limits(self) -> ParseLimits: ...
+
+    @property
+    def scanner(self) -> RspamdClient | None: ...

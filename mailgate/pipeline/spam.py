@@ -49,7 +49,8 @@ class Spam:
 
     @property
     def hit(self) -> str:
-        return f"spam:{self.source}:{self.verdict.lower().replace(' ', '-')}"
+        verdict = self.verdict.lower().replace(": ", "=").replace(" ", "-")
+        return f"spam:{self.source}:{verdict}"  # spam:header:x-spam-flag=yes
 
 
 def from_headers(headers: Iterable[tuple[str, str]]) -> Spam | None:

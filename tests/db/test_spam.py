@@ -64,6 +64,10 @@ def test_positive_filter_verdict_holds_as_spam(
     if score is not None:
         assert f"score={score:.2f}" in row.reason
     assert any(h.startswith("spam:header:") for h in row.rule_hits)
+    held = rt.metrics.registry.get_sample_value(
+        "mailgate_spam_held_messages_total", {"source": "header"}
+    )
+    assert held == 1
     assert tickets(rt) == []
     assert outbox_rows(rt) == []  # no acknowledgement, no operator notice
     assert sent_messages(rt) == []
@@ -135,6 +139,7 @@ def test_flood_holds_new_tickets_beyond_the_hourly_limit(make_rt: Any, clock: Fa
     flood = inbound(rt, ids[2])
     assert flood.reason is not None and flood.reason.startswith("flood")
     assert "flood:2/h" in flood.rule_hits
+    assert rt.metrics.registry.get_sample_value("mailgate_flood_held_messages_total") == 1
     assert len(tickets(rt)) == 2
     acks = [m for m in outbox_rows(rt) if m.kind == "ack"]
     assert len(acks) == 2  # the held one got no answer
@@ -181,3 +186,6 @@ def test_rules_route_silence_and_hold(make_rt: Any) -> None:
     assert (blocked.status, blocked.reason) == ("quarantined", "blocked sender")
     assert "rule:blocked sender" in blocked.rule_hits
     assert len(tickets(rt)) == 1
+    for name in ("partner abuse reports", "blocked sender"):
+        hits = rt.metrics.registry.get_sample_value("mailgate_rule_hits_total", {"rule": name})
+        assert hits == 1, name
