@@ -55,11 +55,11 @@ worker "normal" {{
 _OPTIONS = """\
 enable_test_patterns = true;
 disable_hyperscan = true;
-dns {
-  nameserver = ["127.0.0.1:1"];
+dns {{
+  nameserver = ["{nameserver}"];
   timeout = 0.2s;
   retransmits = 1;
-}
+}}
 """
 _ACTIONS = """\
 greylist = 400;
@@ -74,8 +74,9 @@ def binary() -> str | None:
 
 
 class Rspamd:
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, nameserver: str = "127.0.0.1:1") -> None:
         self.executable = executable
+        self.nameserver = nameserver  # host:port; the default answers nothing
         self.root = Path(tempfile.mkdtemp(prefix="mailgate-rspamd-"))
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -88,7 +89,9 @@ class Rspamd:
         for sub in ("local.d", "db", "run", "log"):
             (self.root / sub).mkdir()
         (self.root / "rspamd.conf").write_text(_TOP.format(port=self.port))
-        (self.root / "local.d" / "options.inc").write_text(_OPTIONS)
+        (self.root / "local.d" / "options.inc").write_text(
+            _OPTIONS.format(nameserver=self.nameserver)
+        )
         (self.root / "local.d" / "actions.conf").write_text(_ACTIONS)
         variables = {
             "CONFDIR": "/etc/rspamd",

@@ -2,12 +2,14 @@
 
 For each message: **claim** it (short transaction; a lease lets another worker reclaim
 it if we die), work out its **facts** with no transaction open (parse, classify,
-authenticate), then in one write transaction **gather** what the decision needs
-(``pipeline.gather``: threading, duplicates, operator, directory), **decide** a
-``Verdict`` (``pipeline.policy``), **apply** it (``tickets.apply``: ticket, article,
-attachments, outbox rows) and record the inbound status.  Failures are
-caught per message: ``PermanentError`` quarantines at once with its reason; anything
-else is retried with exponential backoff and quarantined once ``max_attempts`` is spent.
+authenticate; with ``[spam] rspamd_url`` set, ask rspamd about mail the listeners did
+not scan — pipe, IMAP — see ``ingest.scan``), then in one write transaction **gather**
+what the decision needs (``pipeline.gather``: threading, duplicates, operator,
+directory), **decide** a ``Verdict`` (``pipeline.policy``), **apply** it
+(``tickets.apply``: ticket, article, attachments, outbox rows) and record the inbound
+status.  Failures are caught per message: ``PermanentError`` quarantines at once with
+its reason; anything else is retried with exponential backoff and quarantined once
+``max_attempts`` is spent.
 One bad message never blocks the others, and none is ever deleted.
 """
 
