@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real mail servers the end-to-end suite (tests/e2e/) drives: Debian's
-# Postfix, Dovecot (IMAP + LMTP) and swaks, and Exim beside them.  Idempotent and quick
+# Postfix, Dovecot (IMAP + LMTP) and swaks, and Exim beside them; and rspamd, which
+# tests/integration/test_rspamd.py starts with its own configuration (tests/rspamd.py;
+# the system service is never started, policy-rc.d below says no).  Idempotent and quick
 # when everything is there; safe beside another job that holds the dpkg lock (we wait for
 # it rather than fail).  Starts no daemon: the tests run their own instances under a
 # temporary directory.
@@ -18,7 +20,7 @@ EXIM="$EXIM_ROOT/usr/sbin/exim4"
 # exim4-daemon-light's Depends without exim4-base and debconf (apt-cache show).
 EXIM_LIBS=(libc6 libcrypt1 libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2
            libpcre2-8-0)
-PACKAGES=(postfix dovecot-imapd dovecot-lmtpd swaks adduser "${EXIM_LIBS[@]}")
+PACKAGES=(postfix dovecot-imapd dovecot-lmtpd swaks rspamd adduser "${EXIM_LIBS[@]}")
 APT=(apt-get -o DPkg::Lock::Timeout=300 -y -qq)
 
 exim_version() { "$EXIM" -C /dev/null -bV 2>/dev/null | sed -n 's/^Exim version \([^ ]*\).*/\1/p'; }
@@ -29,7 +31,7 @@ install_packages() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then
-    echo "mail servers already installed: $(postconf -d -h mail_version) / dovecot $(dovecot --version)"
+    echo "mail servers already installed: $(postconf -d -h mail_version) / dovecot $(dovecot --version) / $(rspamd --version | head -n1)"
     return
   fi
   local start

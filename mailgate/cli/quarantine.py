@@ -1,6 +1,7 @@
-"""``quarantine``: inbound messages set aside — by the policy, or because processing
-failed for good or too often.  List them, show one (``--raw`` for the stored bytes),
-and replay them into the processing queue after a fix."""
+"""``quarantine``: inbound messages set aside — by the policy (spam, floods, the admin's
+rules), or because processing failed for good or too often.  List them (``--reason``
+picks by the start of the reason), show one (``--raw`` for the stored bytes), replay
+them into the processing queue after a fix, or release held mail as not spam."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mailgate.cli import text
 from mailgate.cli.root import Context, iso, main, pass_ctx, pick
 from mailgate.replies import notes
 from mailgate.store.models import InboundMessage
+from mailgate.store.states import InboundStatus
 
 
 @main.group()
@@ -36,20 +38,23 @@ def inbound_json(m: InboundMessage) -> dict[str, Any]:
         "attempts": m.attempts,
         "last_error": m.last_error,
         "rule_hits": m.rule_hits,
+        "scan": m.scan,
+        "released_at": iso(m.released_at) if m.released_at else None,
+        "purged_at": iso(m.purged_at) if m.purged_at else None,
     }
 
 
 @quarantine.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of messages).")
+@click.option("--reason", default="", help="Only reasons starting with this (spam, flood …).")
 @pass_ctx
-def quarantine_list(ctx: Context, as_json: bool) -> None:
+def quarantine_list(ctx: Context, as_json: bool, reason: str) -> None:
     """The quarantined messages, oldest first, with the reason each was set aside."""
     with ctx.session() as (_, session):
-        rows = session.scalars(
-            select(InboundMessage)
-            .where(InboundMessage.status == "quarantined")
-            .order_by(InboundMessage.id)
-        ).all()
+        query = select(InboundMessage).where(InboundMessage.status == "quarantined")
+        if reason:
+            query = query.where(InboundMessage.reason.startswith(reason, autoescape=True))
+        rows = session.scalars(query.order_by(InboundMessage.id)).all()
         docs = [inbound_json(m) for m in rows]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
@@ -132,3 +137,30 @@ def quarantine_drop(ctx: Context, inbound_ids: tuple[int, ...]) -> None:
                 detail=f"quarantined message ({m.reason}) dropped by an operator",
             )
     click.echo(f"{len(rows)} message(s) dropped")
+
+
+@quarantine.command("release")
+@click.argument("inbound_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def quarantine_release(ctx: Context, inbound_ids: tuple[int, ...]) -> None:
+    """Process held messages as not spam: spam verdicts, the flood limit and quarantining
+    rules no longer hold them; they become tickets (and get answers) like any other."""
+    problems: list[str] = []
+    with ctx.session(write=True) as (rt, session):
+        now = rt.clock()
+        released = 0
+        for inbound_id in inbound_ids:
+            m = session.get(InboundMessage, inbound_id)
+            if m is None or m.status != InboundStatus.QUARANTINED:
+                problems.append(f"{inbound_id}: not in the quarantine")
+            elif m.purged_at is not None:
+                problems.append(f"{inbound_id}: purged on {iso(m.purged_at)}, nothing to release")
+            else:
+                m.status, m.attempts, m.next_attempt_at = InboundStatus.RECEIVED, 0, now
+                m.released_at = now
+                released += 1
+    for problem in problems:
+        click.echo(f"mailgate: {problem}", err=True)
+    click.echo(f"{released} message(s) released for processing as not spam")
+    if problems:
+        sys.exit(1)

@@ -97,8 +97,9 @@ def ticket_doc(session: Session, number: int) -> dict[str, Any] | None:
     doc["articles"] = [article_json(a) for a in t.articles]
     events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
     doc["events"] = [event_json(e) for e in events]
-    # Why each message that reached the ticket was handled as it was (by primary key,
-    # through the articles: inbound_message.ticket_id has no index).
+    # Why each message that reached the ticket was handled as it was — the admin's
+    # [[rules]] that matched among them, as ``rule:<name>`` (by primary key, through the
+    # articles: inbound_message.ticket_id has no index).
     inbound_ids = sorted({a.inbound_id for a in t.articles if a.inbound_id is not None})
     decided = session.execute(
         select(InboundMessage.id, InboundMessage.verdict, InboundMessage.rule_hits)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailgate.config.rules import build_rules
 from mailgate.config.settings import (
     IMAP_AUTH_MODES,
     IMAP_TLS_MODES,
@@ -73,6 +74,8 @@ def build(
     sections = section_types()
     lists: dict[str, list[Any]] = {}
     for name, value in data.items():
+        if name == "rules":
+            continue  # built once the queues are known (``config.rules``)
         if name in LISTS:
             if isinstance(value, list) and all(isinstance(v, dict) for v in value):
                 lists[name] = value
@@ -90,7 +93,7 @@ def build(
         section, _, option = key[len(ENV_PREFIX) :].lower().partition("__")
         if section in ("config", "test"):  # MAILGATE_CONFIG names the file itself
             continue
-        if section in LISTS:
+        if section in LISTS or section == "rules":
             problems.append(
                 f"environment variable {key}: [[{section}]] tables are set in the file only"
             )
@@ -108,6 +111,8 @@ def build(
             _build_table(f"{name}[{i}]", cls(), table, problems)
             for i, table in enumerate(lists.get(name, []))
         )
+    queues = frozenset(getattr(built.get("helpdesk"), "queues", {}).values())
+    built["rules"] = build_rules(data.get("rules", []), queues, problems)
     # A key with a bad type or an unknown name kept its default above, so the rules
     # between keys still run: the admin sees every problem in one pass.
     settings = Settings(**built)
@@ -314,6 +319,7 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
         if name and len(environ.get(name, "")) < 16:
             problems.append(f"{where}: {name} must hold at least 16 characters")
     problems.extend(_conversation_checks(s))
+    problems.extend(_spam_checks(s))
     if s.retention.days < 0 or s.retention.check_seconds <= 0:
         problems.append("retention: days must be 0 or more, check_seconds positive")
     problems.extend(_kb_problems(s))
@@ -378,6 +384,18 @@ def _conversation_checks(s: Settings) -> list[str]:
             problems.append(f"helpdesk.queue_languages: {language!r} is not one of {languages}")
     if any(not k.strip() for k in s.priority.keywords):
         problems.append("priority.keywords: empty phrase")
+    return problems
+
+
+def _spam_checks(s: Settings) -> list[str]:
+    problems = []
+    url = s.spam.rspamd_url
+    if url and not re.match(r"^http://[^/?#\s]+/?$", url):
+        problems.append(f"spam.rspamd_url: {url!r} is not http://host:port")
+    if s.spam.rspamd_timeout_ms <= 0 or s.spam.keep_days <= 0:
+        problems.append("spam: rspamd_timeout_ms and keep_days must be positive")
+    if s.spam.new_tickets_per_sender_per_hour < 0:
+        problems.append("spam.new_tickets_per_sender_per_hour: 0 (off) or more")
     return problems
 
 

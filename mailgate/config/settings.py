@@ -214,6 +214,36 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class SpamSettings:
+    """Spam and floods at the door (``pipeline.spam``, ``ingest.scan``)."""
+
+    # Hold mail that our MTA's filter marked as spam (X-Spam-Flag: YES, X-Spam: Yes,
+    # X-Rspamd-Action: add header …); only positive verdicts act.
+    headers: bool = True
+    # rspamd's controller-less scan port ("http://127.0.0.1:11333"); empty: not asked.
+    rspamd_url: str = ""
+    # How long one scan may take before the message is accepted unscanned.
+    rspamd_timeout_ms: int = 2000
+    # Held spam is purged by the retention job after this many days.
+    keep_days: int = 30
+    # New tickets one sender may open in any hour; more are held as a flood.  0: off.
+    new_tickets_per_sender_per_hour: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``[[rules]]`` table: regexes that must all match, and what then happens."""
+
+    name: str
+    # (key, pattern): from | sender | to | subject | body | header.<name>
+    match: tuple[tuple[str, str], ...]
+    queue: str | None = None
+    priority: str | None = None  # high | normal
+    acknowledge: bool | None = None
+    quarantine: str | None = None  # a reason: the message is held
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "text"  # text | json
@@ -292,8 +322,10 @@ class Settings:
     sla: SlaSettings = field(default_factory=SlaSettings)
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
+    spam: SpamSettings = field(default_factory=SpamSettings)
     imap: tuple[ImapAccountSettings, ...] = ()
     kb: tuple[KbArticle, ...] = ()
+    rules: tuple[Rule, ...] = ()
 
     def queue_for(self, address: str) -> str | None:
         """The queue a recipient address feeds, accepting ``local+tag@domain`` forms."""
@@ -329,7 +361,11 @@ class Settings:
 def section_types() -> dict[str, type]:
     """Section name → dataclass type of the fixed ``[section]`` tables."""
     hints = get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name not in LISTS}
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(Settings)
+        if f.name not in LISTS and f.name != "rules"
+    }
 
 
 # Array-of-tables sections ([[name]]) and the dataclass each table becomes.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -70,12 +71,25 @@ def read_state(session: Session, now: datetime) -> StoreState:
         select(func.min(OutboxMessage.created_at)).where(OutboxMessage.status == "pending")
     )
     return StoreState(
-        quarantined={reason or "unknown": int(n) for reason, n in quarantined},
+        quarantined=_by_reason(quarantined),
         inbound_pending=int(inbound_pending or 0),
         outbox_pending=int(outbox.get("pending", 0)),
         outbox_failed=int(outbox.get("failed", 0)),
         outbox_oldest_age=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
     )
+
+
+def _by_reason(rows: Iterable[Any]) -> dict[str, int]:
+    """Counts by reason code.  Spam and flood reasons carry a score or a count after
+    their code ("spam: add header score=7.30"); the label keeps the code alone, or every
+    score would be a time series of its own."""
+    counts: dict[str, int] = {}
+    for reason, n in rows:
+        code = reason or "unknown"
+        if code.startswith(("spam:", "flood:")):
+            code = code.partition(":")[0]
+        counts[code] = counts.get(code, 0) + int(n)
+    return counts
 
 
 class _StoreCollector(Collector):
@@ -148,6 +162,35 @@ class Metrics:
             "mailgate_processed_messages",
             "Processing outcomes, by verdict",
             ["verdict"],
+            registry=r,
+        )
+        self.spam_held = Counter(
+            "mailgate_spam_held_messages",
+            "Messages held in the quarantine as spam, by whose verdict (header, rspamd)",
+            ["source"],
+            registry=r,
+        )
+        self.spam_refused = Counter(
+            "mailgate_spam_refused_messages",
+            "Messages refused in the SMTP/LMTP session because rspamd said reject",
+            ["listener"],
+            registry=r,
+        )
+        self.spam_unscanned = Counter(
+            "mailgate_spam_unscanned_messages",
+            "Messages let through unscanned because rspamd was away or slow, by source",
+            ["source"],
+            registry=r,
+        )
+        self.flood_held = Counter(
+            "mailgate_flood_held_messages",
+            "New tickets held because their sender went over the hourly limit",
+            registry=r,
+        )
+        self.rule_hits = Counter(
+            "mailgate_rule_hits",
+            "Messages an admin's [[rules]] entry matched",
+            ["rule"],
             registry=r,
         )
         self.outbox = Counter(

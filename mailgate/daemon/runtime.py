@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings
 from mailgate.daemon.metrics import Metrics
+from mailgate.ingest.scan import RspamdClient
 from mailgate.parse import ParseLimits
 from mailgate.pipeline.facts import Analyzer, InlineAnalyzer
 from mailgate.replies.render import Renderer
@@ -55,6 +56,8 @@ class Runtime:
     analyzer: Analyzer = field(default_factory=InlineAnalyzer)
     # Whether the relay could be reached at all, as the outbox last saw it.
     relay_health: RelayHealth = field(default_factory=RelayHealth)
+    # rspamd, asked by the listeners and the pipeline when [spam] rspamd_url is set.
+    scanner: RspamdClient | None = None
     _install_key: bytes | None = field(default=None, repr=False)
 
     def threading_key(self, session: Session) -> bytes:

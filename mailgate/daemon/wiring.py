@@ -17,6 +17,7 @@ from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
 from mailgate.daemon.runtime import Runtime
 from mailgate.errors import ConfigError
+from mailgate.ingest.scan import RspamdClient
 from mailgate.pipeline.facts import Analyzer, InlineAnalyzer, PoolAnalyzer
 from mailgate.replies import verp
 from mailgate.replies.render import Renderer
@@ -52,6 +53,7 @@ def build(
         dns=dns or (cached_txt if settings.verify.dns_lookups else no_dns),
         external=ExternalDirectory(settings.directory, clock) if settings.directory.url else None,
         analyzer=make_analyzer(settings),
+        scanner=make_scanner(settings),
     )
 
 
@@ -65,6 +67,14 @@ def reload(rt: Runtime, settings: Settings, environ: Mapping[str, str] | None = 
     rt.renderer = Renderer(settings)
     rt.transport = make_transport(settings, environ)
     rt.signer = Signer(settings.dkim)
+    rt.scanner = make_scanner(settings)
+
+
+def make_scanner(settings: Settings) -> RspamdClient | None:
+    spam = settings.spam
+    if not spam.rspamd_url:
+        return None
+    return RspamdClient(spam.rspamd_url, spam.rspamd_timeout_ms / 1000)
 
 
 def bounce_address_ok(rt: Runtime) -> Callable[[str], bool]:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +48,7 @@ class Incoming:
     source: str
     source_ref: str | None = None
     acknowledge: bool = True
+    scan: dict[str, Any] | None = None  # rspamd's answer during the session (ingest.scan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,12 @@ def accept(
     *,
     source_ref: str | None = None,
     acknowledge: bool = True,
+    scan: dict[str, Any] | None = None,
     clock: Clock = utcnow,
 ) -> Accepted:
     """Store one message durably; raise ``TemporaryError`` when the database is away."""
     return accept_many(
-        sessions, [Incoming(raw, envelope, source, source_ref, acknowledge)], clock=clock
+        sessions, [Incoming(raw, envelope, source, source_ref, acknowledge, scan)], clock=clock
     )[0]
 
 
@@ -138,6 +141,7 @@ def _row(item: Incoming, now: datetime) -> InboundMessage:
         next_attempt_at=now,
         rule_hits=[],
         acknowledge=item.acknowledge,
+        scan=item.scan,
     )
 
 

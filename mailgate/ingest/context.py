@@ -2,7 +2,8 @@
 
 The listeners and the IMAP reader store mail and nothing else: they need the database,
 the settings and the time, plus, for the listeners, their counter and, for the IMAP
-reader, the engine (its folder leases) and the passwords read at wiring time.  Naming
+reader, the engine (its folder leases) and the passwords read at wiring time; the
+listeners also ask rspamd through the scanner the daemon hands them (``ingest.scan``).  Naming
 only those keeps ingest free of the daemon that wires them; the daemon's ``Runtime``
 record fits each protocol.
 """
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.clock import Clock
 from mailgate.config import Settings
+from mailgate.ingest.scan import RspamdClient
 
 
 class IngestContext(Protocol):
@@ -32,6 +34,10 @@ class IngestContext(Protocol):
 class ListenerMetrics(Protocol):
     @property
     def ingest(self) -> Counter: ...
+    @property
+    def spam_refused(self) -> Counter: ...
+    @property
+    def spam_unscanned(self) -> Counter: ...
 
 
 class ListenerContext(IngestContext, Protocol):
@@ -39,6 +45,8 @@ class ListenerContext(IngestContext, Protocol):
 
     @property
     def metrics(self) -> ListenerMetrics: ...
+    @property
+    def scanner(self) -> RspamdClient | None: ...
 
 
 class ImapContext(IngestContext, Protocol):

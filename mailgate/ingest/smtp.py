@@ -1,14 +1,19 @@
 """SMTP and LMTP listeners (aiosmtpd): translate the protocol to ``accept`` and back.
 
-Nothing but envelope checks happens in the session: unknown recipients are refused at
-RCPT (550 5.1.1) — except the VERP return paths of our own automatic mail, whose
-HMAC tag is checked by a test the daemon hands in (ingest knows nothing of replies), so
-bounces reach ``tickets.bounces`` — oversized data by aiosmtpd's SIZE limit (552 5.3.4),
-and the message is answered 250 only after ``accept`` has committed it. EHLO advertises
-ENHANCEDSTATUSCODES (RFC 2034) and every reply carries one: aiosmtpd's own replies get
-theirs in ``EnhancedCodes.push``. Every failure to store maps to a 4xx in one place —
-452 4.3.1 when the storage is full, 451 4.3.0 otherwise — so a sending MTA keeps the
-message and retries.
+Nothing but envelope checks (and rspamd, below) happens in the session: unknown
+recipients are refused at RCPT (550 5.1.1) — except the VERP return paths of our own
+automatic mail, whose HMAC tag is checked by a test the daemon hands in (ingest knows
+nothing of replies), so bounces reach ``tickets.bounces`` — oversized data by aiosmtpd's
+SIZE limit (552 5.3.4), and the message is answered 250 only after ``accept`` has
+committed it.  EHLO advertises ENHANCEDSTATUSCODES (RFC 2034) and every reply carries
+one: aiosmtpd's own replies get theirs in ``EnhancedCodes.push``.  Every failure to
+store maps to a 4xx in one place — 452 4.3.1 when the storage is full, 451 4.3.0
+otherwise — so a sending MTA keeps the message and retries.
+
+With ``[spam] rspamd_url`` set, rspamd is asked during DATA, before storing
+(``ingest.scan``): its ``reject`` is answered 550 5.7.1 and nothing is stored; any other
+answer is stored with the message, where the pipeline reads it (add header / rewrite
+subject: held as spam).  rspamd away or slow: stored unscanned, never refused.
 
 A full disk is reported at DATA only, never remembered to refuse later MAIL or RCPT
 commands early: writing the message is the one reliable test of whether it fits (a
@@ -39,6 +44,7 @@ from mailgate.errors import PermanentError, StorageFull, TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.ingest.context import ListenerContext
+from mailgate.ingest.scan import ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ STORAGE_FULL = "452 4.3.1 Insufficient system storage, please retry"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 NO_SUCH_USER = "550 5.1.1 <{address}>: no such helpdesk address"
 EMPTY_MESSAGE = "554 5.6.0 Empty message"
+SPAM_REJECTED = "550 5.7.1 Message rejected as spam"
 SHUTTING_DOWN = "421 4.3.2 mailgate is shutting down, try again later"
 OK_SENDER = "250 2.1.0 OK"
 
@@ -154,12 +161,23 @@ class IngestHandler:
         )
         self.in_flight += 1
         try:
+            scanned = await self._scan(raw, smtp_envelope, session)
+            if scanned is not None and scanned.action == "reject":
+                self._refuse(smtp_envelope, scanned)
+                return SPAM_REJECTED
+            scan = scanned.record() if scanned is not None else None
             if self.committer is not None:
-                incoming = Incoming(raw, smtp_envelope, self.source)
+                incoming = Incoming(raw, smtp_envelope, self.source, scan=scan)
                 result = await asyncio.wrap_future(self.committer.submit(incoming))
             else:
                 result = await asyncio.to_thread(
-                    accept, self.rt.sessions, raw, smtp_envelope, self.source, clock=self.rt.clock
+                    accept,
+                    self.rt.sessions,
+                    raw,
+                    smtp_envelope,
+                    self.source,
+                    scan=scan,
+                    clock=self.rt.clock,
                 )
         except PermanentError:
             self._count("rejected")
@@ -193,6 +211,47 @@ class IngestHandler:
 
     def _count(self, result: str) -> None:
         self.rt.metrics.ingest.labels(self.source, result).inc()
+
+    async def _scan(
+        self, raw: bytes, envelope: Envelope, session: SmtpSession
+    ) -> ScanResult | None:
+        """rspamd's verdict before storing, when it is configured (None otherwise).
+
+        Fails open: rspamd away or slow gives an unscanned result, logged and counted,
+        and the message is stored as if no filter were configured."""
+        scanner = self.rt.scanner
+        if scanner is None or not raw:
+            return None
+        peer = session.peer
+        result = await asyncio.to_thread(
+            scanner.check,
+            raw,
+            envelope.mail_from,
+            envelope.rcpt_to,
+            ip=peer[0] if isinstance(peer, tuple) else None,
+            helo=session.host_name or None,
+        )
+        if result.unscanned:
+            log.warning(
+                "%s: rspamd not asked, message from <%s> accepted unscanned: %s",
+                self.source,
+                envelope.mail_from,
+                result.error,
+            )
+            self.rt.metrics.spam_unscanned.labels(self.source).inc()
+        return result
+
+    def _refuse(self, envelope: Envelope, scanned: ScanResult) -> None:
+        log.info(
+            "%s: refused message from <%s> for %s as spam (rspamd: %s, score %s)",
+            self.source,
+            envelope.mail_from,
+            ",".join(envelope.rcpt_to),
+            scanned.action,
+            scanned.score,
+        )
+        self._count("rejected")
+        self.rt.metrics.spam_refused.labels(self.source).inc()
 
 
 def with_enhanced_code(line: str) -> str:

@@ -2,12 +2,14 @@
 
 For each message: **claim** it (short transaction; a lease lets another worker reclaim
 it if we die), work out its **facts** with no transaction open (parse, classify,
-authenticate), then in one write transaction **gather** what the decision needs
-(``pipeline.gather``: threading, duplicates, operator, directory), **decide** a
-``Verdict`` (``pipeline.policy``), **apply** it (``tickets.apply``: ticket, article,
-attachments, outbox rows) and record the inbound status.  Failures are
-caught per message: ``PermanentError`` quarantines at once with its reason; anything
-else is retried with exponential backoff and quarantined once ``max_attempts`` is spent.
+authenticate; with ``[spam] rspamd_url`` set, ask rspamd about mail the listeners did
+not scan — pipe, IMAP — see ``ingest.scan``), then in one write transaction **gather**
+what the decision needs (``pipeline.gather``: threading, duplicates, operator,
+directory), **decide** a ``Verdict`` (``pipeline.policy``), **apply** it
+(``tickets.apply``: ticket, article, attachments, outbox rows) and record the inbound
+status.  Failures are caught per message: ``PermanentError`` quarantines at once with
+its reason; anything else is retried with exponential backoff and quarantined once
+``max_attempts`` is spent.
 One bad message never blocks the others, and none is ever deleted.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -48,6 +51,8 @@ class Claimed:
     rcpt_to: tuple[str, ...]
     acknowledge: bool
     attempts: int
+    source: str = "smtp"
+    scanned: bool = False  # rspamd was asked (or tried) already, or the message was released
 
 
 class Worker:
@@ -140,6 +145,8 @@ def claim(rt: PipelineContext, limit: int) -> list[Claimed]:
                     tuple(row.rcpt_to),
                     row.acknowledge,
                     row.attempts,
+                    row.source,
+                    row.scan is not None or row.released_at is not None,
                 )
             )
     return claimed
@@ -171,7 +178,7 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
     ``DatabaseUnavailable`` when the database goes away (the caller still holds the
     claims and releases them).
     """
-    outcomes: list[str] = []
+    outcomes: list[tuple[str, list[str]]] = []
     evidence: dict[int, Evidence] = {}
     external: dict[int, tuple[directory.AccountSpec, ...]] = {}
     checked: dict[int, passwords.Check] = {}
@@ -200,6 +207,7 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
             if result.credential is not None:  # checked once, here, then forgotten
                 checked[item.id] = passwords.check(rt, result.credential, external.get(item.id, ()))
                 evidence[item.id] = replace(result, credential=None)
+    scans = _scan_stored(rt, [item for item in batch if item.id in evidence])
     with translate_db_errors(), rt.sessions.begin() as session:
         # One query loads every row of the batch into the session, so each message's
         # own look-up (``_inbound_row``) costs no round trip.  Held in a variable: the
@@ -223,6 +231,7 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
                             evidence[item.id],
                             external.get(item.id, ()),
                             checked.get(item.id),
+                            scans.get(item.id),
                         )
                     )
             except (OperationalError, InterfaceError):
@@ -237,9 +246,45 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
                 log.exception("processing inbound id=%s failed", item.id, extra={"trace": item.id})
                 outcomes.append(_record_failure(session, rt, item, exc, False))
         del rows  # alive until every message was applied
-    for outcome in outcomes:  # counted once the batch is committed
-        if outcome:
-            rt.metrics.processed.labels(outcome).inc()
+    for verdict, hits in outcomes:  # counted once the batch is committed
+        if verdict:
+            _count(rt, verdict, hits)
+
+
+def _count(rt: PipelineContext, verdict: str, hits: list[str]) -> None:
+    m = rt.metrics
+    m.processed.labels(verdict).inc()
+    for hit in hits:
+        kind, _, rest = hit.partition(":")
+        if kind == "spam":
+            m.spam_held.labels(rest.partition(":")[0]).inc()
+        elif kind == "flood":
+            m.flood_held.inc()
+        elif kind == "rule":
+            m.rule_hits.labels(rest).inc()
+
+
+def _scan_stored(rt: PipelineContext, batch: list[Claimed]) -> dict[int, dict[str, Any]]:
+    """rspamd's answer for stored messages nobody asked it about yet (pipe, IMAP, import;
+    the listeners ask during the session), outside any transaction.  Fails open."""
+    scanner = rt.scanner
+    if scanner is None:
+        return {}
+    scans: dict[int, dict[str, Any]] = {}
+    for item in batch:
+        if item.scanned:
+            continue
+        result = scanner.check(item.raw, item.mail_from, item.rcpt_to)
+        if result.unscanned:
+            log.warning(
+                "inbound id=%s: rspamd not asked, processed unscanned: %s",
+                item.id,
+                result.error,
+                extra={"trace": item.id},
+            )
+            rt.metrics.spam_unscanned.labels(item.source).inc()
+        scans[item.id] = result.record()
+    return scans
 
 
 def _decide_and_apply(
@@ -249,12 +294,15 @@ def _decide_and_apply(
     ev: Evidence,
     external_accounts: tuple[directory.AccountSpec, ...] = (),
     password: passwords.Check | None = None,
-) -> str:
+    scan: dict[str, Any] | None = None,
+) -> tuple[str, list[str]]:
     """Gather, decide and apply in the caller's transaction; return the verdict's name
-    ("" when another worker took the message over)."""
+    and rule hits ("" when another worker took the message over)."""
     row = _inbound_row(session, item.id)
     if row is None or row.status != InboundStatus.PROCESSING or row.attempts != item.attempts:
-        return ""  # someone else took it over after our lease ran out
+        return "", []  # someone else took it over after our lease ran out
+    if scan is not None:
+        row.scan = scan
     found = gather.gather(session, rt, item, row, ev, external_accounts, password)
     verdict = policy.decide(found.facts)
     hits = apply.apply(session, rt, verdict, found.context)
@@ -287,7 +335,7 @@ def _decide_and_apply(
         ",".join(hits),
         extra={"trace": item.id, "ticket": number},
     )
-    return row.verdict
+    return row.verdict, hits
 
 
 def _inbound_row(session: Session, inbound_id: int) -> InboundMessage | None:
@@ -298,13 +346,13 @@ def _inbound_row(session: Session, inbound_id: int) -> InboundMessage | None:
 
 def _record_failure(
     session: Session, rt: PipelineContext, item: Claimed, exc: BaseException, permanent: bool
-) -> str:
+) -> tuple[str, list[str]]:
     """Record a failed attempt; return "Quarantine" when the message was quarantined."""
     p = rt.settings.processing
     reason = exc.reason if isinstance(exc, PermanentError) else None
     row = _inbound_row(session, item.id)
     if row is None or row.attempts != item.attempts:
-        return ""
+        return "", []
     row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
     row.lease_until = None
     if permanent or row.attempts >= p.max_attempts:
@@ -315,12 +363,12 @@ def _record_failure(
         log.warning(
             "inbound id=%s quarantined: %s", item.id, row.last_error, extra={"trace": item.id}
         )
-        return "Quarantine"
+        return "Quarantine", []
     else:
         row.status = InboundStatus.RETRY
         delay = p.retry_base_seconds * 2 ** (row.attempts - 1)
         row.next_attempt_at = rt.clock() + timedelta(seconds=delay)
-    return ""
+    return "", []
 
 
 def pending_count(session: Session) -> int:

@@ -9,7 +9,7 @@ and the parse limits.  It never imports the daemon that wires those parts; the d
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter
 
@@ -19,6 +19,9 @@ from mailgate.tickets.context import TicketContext, TicketMetrics
 from mailgate.verify.authn import DnsFunc
 from mailgate.verify.external import ExternalDirectory
 
+if TYPE_CHECKING:  # the type only: the daemon hands the client in
+    from mailgate.ingest.scan import RspamdClient
+
 
 class PipelineMetrics(TicketMetrics, Protocol):
     @property
@@ -27,6 +30,14 @@ class PipelineMetrics(TicketMetrics, Protocol):
     def password_checks(self) -> Counter: ...
     @property
     def password_lockouts(self) -> Counter: ...
+    @property
+    def spam_held(self) -> Counter: ...
+    @property
+    def spam_unscanned(self) -> Counter: ...
+    @property
+    def flood_held(self) -> Counter: ...
+    @property
+    def rule_hits(self) -> Counter: ...
 
 
 class PipelineContext(TicketContext, Protocol):
@@ -46,3 +57,6 @@ class PipelineContext(TicketContext, Protocol):
 
     @property
     def parse_limits(self) -> ParseLimits: ...
+
+    @property
+    def scanner(self) -> RspamdClient | None: ...

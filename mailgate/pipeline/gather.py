@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailgate.parse.message import ParsedMessage
-from mailgate.pipeline import policy, priority, webfault
+from mailgate.pipeline import policy, priority, rules, spam, webfault
 from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import Evidence
 from mailgate.store.models import Article, InboundMessage, Operator, Ticket
@@ -85,6 +85,10 @@ def gather(
         if threading.match is None and origin is not None:
             threading = origin.threading() or threading
     resolution = directory.resolve(session, sender, ev.identifiers)
+    flood_limit = rt.settings.spam.new_tickets_per_sender_per_hour
+    recent = 0
+    if flood_limit and sender and threading.match is None:
+        recent = _recent_tickets(session, sender, now)
     facts = policy.Facts(
         parsed=parsed,
         classification=ev.classification,
@@ -104,6 +108,12 @@ def gather(
         thread=thread,
         password=password,
         abusive=ev.abusive,
+        spam=_spam(rt, row, parsed),
+        released=row.released_at is not None,
+        rules=rt.settings.rules,
+        target=_rules_target(item, parsed, sender, recipients),
+        flood_limit=flood_limit,
+        recent_new_tickets=recent,
     )
     context = Context(
         row=row,
@@ -132,6 +142,38 @@ def gather(
         kb=ev.kb,
     )
     return Gathered(facts, context)
+
+
+def _rules_target(
+    item: Claimed, parsed: ParsedMessage, sender: str | None, recipients: tuple[str, ...]
+) -> rules.Target:
+    """What the admin's [[rules]] may match: From, envelope sender, every recipient,
+    subject, the full body text and the headers."""
+    return rules.Target(
+        from_=sender or "",
+        sender=item.mail_from or "",
+        to=recipients,
+        subject=parsed.subject,
+        body=parsed.body_text,
+        headers=parsed.headers,
+    )
+
+
+def _spam(rt: PipelineContext, row: InboundMessage, parsed: ParsedMessage) -> spam.Spam | None:
+    """rspamd's own verdict first, then the one our MTA's filter wrote (when trusted)."""
+    found = spam.from_scan(row.scan)
+    if found is None and rt.settings.spam.headers:
+        found = spam.from_headers(parsed.headers)
+    return found
+
+
+def _recent_tickets(session: Session, sender: str, now: datetime) -> int:
+    """Tickets ``sender`` opened in the hour before ``now`` (this batch's included)."""
+    since = now - timedelta(hours=1)
+    query = select(func.count()).where(
+        Ticket.requester == sender.lower(), Ticket.created_at > since
+    )
+    return int(session.scalar(query) or 0)
 
 
 def _matched(

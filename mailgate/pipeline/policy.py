@@ -12,8 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailgate.config import Rule
 from mailgate.parse.message import Classification, ParsedMessage
 from mailgate.pipeline.priority import NORMAL, Assessment
+from mailgate.pipeline.rules import NO_RULES, Outcome, Target, evaluate
+from mailgate.pipeline.spam import Spam
 from mailgate.store.states import TicketStatus
 from mailgate.tickets.commands import Block
 from mailgate.tickets.correlate import Threading
@@ -62,6 +65,12 @@ class Facts:
     thread: Thread | None = None  # the matched ticket's state
     password: Check | None = None  # a login's password in the mail, checked
     abusive: bool = False  # insults or profanity in the customer's own words
+    spam: Spam | None = None  # a positive verdict of the MTA's filter or of rspamd
+    released: bool = False  # released from the quarantine: spam, flood, rule holds skipped
+    rules: tuple[Rule, ...] = ()  # the admin's [[rules]]
+    target: Target | None = None  # what the rules read
+    flood_limit: int = 0  # new tickets one sender may open in an hour; 0: no limit
+    recent_new_tickets: int = 0  # tickets the sender opened in the last hour
 
 
 def decide(f: Facts) -> Verdict:
@@ -78,6 +87,13 @@ def decide(f: Facts) -> Verdict:
 
     if f.duplicate_of is not None:
         return Duplicate(f.duplicate_of, (*hits, "duplicate-delivery"))
+    if f.spam is not None and not f.released:
+        # Held, never answered: a reply to spam is backscatter to a forged address.
+        return Quarantine(f.spam.reason, (*hits, f.spam.hit))
+    ruled = evaluate(f.rules, f.target) if f.rules and f.target else NO_RULES
+    hits.extend(ruled.hits)
+    if ruled.quarantine is not None and not f.released:
+        return Quarantine(ruled.quarantine, (*hits, "rule-quarantine"))
     if kind in ("bounce", "report", "autoreply"):
         # RFC 3834: never answer, never reopen; keep it on the ticket it belongs to.
         if match:
@@ -98,11 +114,15 @@ def decide(f: Facts) -> Verdict:
             f.challenge_token, f.challenge_answer, (*hits, f"challenge:{f.challenge_answer}")
         )
     if match:
-        return _continue(f, hits)
-    return _open(f, hits)
+        return _continue(f, hits, ruled)
+    if f.flood_limit and f.recent_new_tickets >= f.flood_limit and not f.released:
+        # A new ticket beyond the sender's hourly allowance: held, no answer.
+        reason = f"flood: {f.recent_new_tickets} new tickets from the sender in an hour"
+        return Quarantine(reason, (*hits, f"flood:{f.flood_limit}/h"))
+    return _open(f, hits, ruled=ruled)
 
 
-def _continue(f: Facts, hits: list[str]) -> Verdict:
+def _continue(f: Facts, hits: list[str], ruled: Outcome) -> Verdict:
     """A human mail that threads into an existing ticket: who may do what with it."""
     match = f.threading.match
     assert match is not None
@@ -140,7 +160,7 @@ def _continue(f: Facts, hits: list[str]) -> Verdict:
         resolved = thread.resolved_at
         if resolved is not None and resolved < thread.reopen_before:
             hits.append(f"reopen-expired:{match.number}")
-            return _open(f, hits, links=match.ticket_id)
+            return _open(f, hits, links=match.ticket_id, ruled=ruled)
         return AppendToTicket(match.ticket_id, False, (*hits, "append", "reopen"), reopen=True)
     return AppendToTicket(match.ticket_id, internal=False, hits=(*hits, "append"))
 
@@ -159,7 +179,9 @@ def _kept(f: Facts) -> tuple[str, ...]:
     return tuple(why)
 
 
-def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:
+def _open(
+    f: Facts, hits: list[str], links: int | None = None, ruled: Outcome = NO_RULES
+) -> OpenTicket:
     """A new ticket: how far it is authorized, and whether the admin must confirm."""
     kind = f.classification.kind
     account = f.resolution.match
@@ -200,16 +222,23 @@ def _open(f: Facts, hits: list[str], links: int | None = None) -> OpenTicket:
         challenge = False
     elif kind != "human":
         hits.append(f"no-ack:{kind}")
-    if f.priority.reason:
-        hits.append(f"priority:{f.priority.reason}")
+    elif ruled.acknowledge is False:  # a rule may silence the answer, never force one
+        acknowledge = False
+        hits.append("no-ack:rule")
+    priority: str = f.priority.priority
+    why = f.priority.reason
+    if ruled.priority is not None:
+        priority, why = ruled.priority, f"rule:{ruled.priority_rule}"
+    if why:
+        hits.append(f"priority:{why}")
     return OpenTicket(
-        f.queue,
-        f.priority.priority,
+        ruled.queue or f.queue,
+        priority,
         acknowledge,
         authorization,
         challenge,
         (*hits, "open"),
-        priority_reason=f.priority.reason,
+        priority_reason=why,
         links=links,
         password_used=by_password,
     )

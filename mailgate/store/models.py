@@ -100,6 +100,11 @@ class InboundMessage(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
     processed_at: Mapped[datetime | None]
     purged_at: Mapped[datetime | None]  # retention emptied ``raw``; the ticket text stays
+    # rspamd's answer ({"action", "score"}), or {"unscanned": why} when it was away;
+    # None when nobody asked (see ``ingest.scan``).
+    scan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # ``quarantine release``: processed as not spam (spam, flood and rule holds skipped).
+    released_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_inbound_message_due", "status", "next_attempt_at"),)
 

@@ -3,7 +3,8 @@
 ``purge`` (a scheduled job, one instance) empties the raw bytes of inbound messages and
 the bytes of attachments older than ``retention.days``; tickets, article text,
 attachment names and hashes stay, so a conversation still reads whole.  A quarantined
-message is kept until someone has dealt with it (replayed, then processed).  An
+message is kept until someone has dealt with it (replayed, then processed) — except
+held spam, emptied ``spam.keep_days`` after it arrived (``purge_spam``).  An
 attachment's bytes go only when no article newer than the cut-off uses them (they are
 stored once per content hash).  ``export`` writes a ticket's messages — inbound as
 stored, outbound as sent — into an mbox file, for the customer or a court; a message
@@ -34,9 +35,10 @@ REDACTED_HEADER = (
 
 def purge(rt: TicketContext) -> tuple[int, int]:
     """Empty what is past retention; return (messages, attachment blobs) purged."""
+    spam = purge_spam(rt)
     days = rt.settings.retention.days
     if days <= 0:
-        return 0, 0
+        return spam, 0
     now = rt.clock()
     cutoff = now - timedelta(days=days)
     with translate_db_errors(), rt.sessions.begin() as session:
@@ -64,7 +66,29 @@ def purge(rt: TicketContext) -> tuple[int, int]:
             .values(data=b"", purged_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
-    return int(messages or 0), int(blobs or 0)
+    return spam + int(messages or 0), int(blobs or 0)
+
+
+def purge_spam(rt: TicketContext) -> int:
+    """Empty held spam received more than ``spam.keep_days`` ago; return how many.
+
+    Only rows still held as spam: a released message is processed like any other and
+    falls under ``retention.days``."""
+    now = rt.clock()
+    cutoff = now - timedelta(days=rt.settings.spam.keep_days)
+    with translate_db_errors(), rt.sessions.begin() as session:
+        count = session.execute(  # type: ignore[attr-defined]
+            update(InboundMessage)
+            .where(
+                InboundMessage.received_at < cutoff,
+                InboundMessage.purged_at.is_(None),
+                InboundMessage.status == InboundStatus.QUARANTINED,
+                InboundMessage.reason.startswith("spam"),
+            )
+            .values(raw=b"", purged_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return int(count or 0)
 
 
 def export(rt: TicketContext, number: int, path: Path) -> int:

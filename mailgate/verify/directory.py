@@ -214,7 +214,7 @@ def _unique(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 _FIELDS = ("domains", "contracts", "orders", "ips", "services")
 # Every column (CSV) or key (JSON) an import may have; anything else is refused, so a
 # column named after a command-line flag (``address``, ``domain``) is not lost quietly.
-COLUMNS = ("login", "admin", "name", "lang", "language", "addresses", *_FIELDS)
+COLUMNS = ("login", "admin", "name", "lang", "language", "addresses", *_FIELDS, "password_hash")
 
 
 def read_specs(path: Path) -> list[AccountSpec]:
