@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 
 import click
 from sqlalchemy import func, select
@@ -27,8 +26,9 @@ from mailgate.daemon.runtime import Runtime
 from mailgate.errors import ConfigError
 from mailgate.ingest.pipe import EX_DATAERR, EX_TEMPFAIL
 from mailgate.store.models import Ticket
+from mailgate.tickets.documents import iso
 
-__all__ = ["EX_CONFIG", "EX_DATAERR", "EX_TEMPFAIL", "Context", "main", "pass_ctx"]
+__all__ = ["EX_CONFIG", "EX_DATAERR", "EX_TEMPFAIL", "Context", "iso", "main", "pass_ctx"]
 
 EX_CONFIG = 78
 
@@ -95,8 +95,3 @@ def require_schema(rt: Runtime) -> None:
             err=True,
         )
         sys.exit(EX_TEMPFAIL)
-
-
-def iso(value: datetime | None) -> str | None:
-    """A timestamp as the JSON views print it."""
-    return value.isoformat() if value else None

@@ -16,6 +16,7 @@ from mailgate.config.load import (
     is_loopback,
     load,
     parse_hostport,
+    parse_tokens,
 )
 from mailgate.config.settings import (
     IMAP_AUTH_MODES,
@@ -23,6 +24,7 @@ from mailgate.config.settings import (
     LISTS,
     PRIORITY_KEYWORDS,
     QUEUES_DEFAULT,
+    ApiSettings,
     DaemonSettings,
     DatabaseSettings,
     DirectorySettings,
@@ -54,6 +56,7 @@ __all__ = [
     "PRIORITY_KEYWORDS",
     "QUEUES_DEFAULT",
     "TABLE_LISTS",
+    "ApiSettings",
     "DaemonSettings",
     "DatabaseSettings",
     "DirectorySettings",
@@ -79,5 +82,6 @@ __all__ = [
     "is_loopback",
     "load",
     "parse_hostport",
+    "parse_tokens",
     "section_types",
 ]

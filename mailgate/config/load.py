@@ -249,6 +249,14 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
                 f"not {host!r}"
             )
     problems.extend(_limit_checks(s))
+    if s.api.max_body <= 0:
+        problems.append("api.max_body: must be positive")
+    if s.api.tokens_env:
+        if s.api.tokens_env not in environ:
+            problems.append(f"api.tokens_env: environment variable {s.api.tokens_env} is not set")
+        else:
+            _, bad = parse_tokens(environ[s.api.tokens_env])
+            problems.extend(f"api.tokens_env: {s.api.tokens_env}: {p}" for p in bad)
     problems.extend(_dkim_checks(s.dkim))
     if any(ch in s.helpdesk.name for ch in "\r\n"):
         problems.append("helpdesk.name: must not contain line breaks (it goes into a header)")
@@ -346,6 +354,28 @@ def _conversation_checks(s: Settings) -> list[str]:
     if any(not k.strip() for k in s.priority.keywords):
         problems.append("priority.keywords: empty phrase")
     return problems
+
+
+def parse_tokens(text: str) -> tuple[dict[str, str], list[str]]:
+    """API tokens from ``name:secret[,name:secret…]``: secret → name, and the problems.
+
+    Problems never quote a secret: they end up in logs and on terminals.
+    """
+    tokens: dict[str, str] = {}
+    problems: list[str] = []
+    for i, item in enumerate(p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        name, sep, secret = item.partition(":")
+        if not sep or not _ACCOUNT_NAME_RE.match(name):
+            problems.append(f"token {i + 1}: write name:secret (name of letters, digits, . _ -)")
+        elif len(secret) < 16:
+            problems.append(f"token {name!r}: the secret must hold at least 16 characters")
+        elif name in tokens.values() or secret in tokens:
+            problems.append(f"token {name!r}: name or secret used twice")
+        else:
+            tokens[secret] = name
+    return tokens, problems
 
 
 def is_address(value: str) -> bool:

@@ -50,6 +50,17 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The JSON API for the hosting panel (``mailgate.daemon.api``), on the http listener."""
+
+    # Names the environment variable holding the API tokens, "name:secret[,name:secret]";
+    # empty (or no tokens): the API is off and every /api/ path answers 404.
+    tokens_env: str = ""
+    # Bytes; a larger request body is refused with 413.
+    max_body: int = 1_048_576
+
+
+@dataclass(frozen=True)
 class VerifySettings:
     # authserv-ids of our own MTA; only its Authentication-Results headers are trusted.
     trusted_authserv_ids: tuple[str, ...] = ()
@@ -256,6 +267,7 @@ class Settings:
     )
     lmtp: ListenerSettings = field(default_factory=ListenerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)

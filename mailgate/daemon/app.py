@@ -24,16 +24,17 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailgate.config import Settings, parse_hostport
-from mailgate.daemon import logs
+from mailgate.daemon import api, logs
 from mailgate.daemon.leader import Leadership
 from mailgate.daemon.runtime import Runtime
 from mailgate.daemon.webapp import make_app
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 20
 # Sections whose change needs a restart: they own sockets or the database pool.
-RESTART_ONLY = ("database", "smtp", "lmtp", "http")
+RESTART_ONLY = ("database", "smtp", "lmtp", "http", "api")
 
 
 class _Refuse(asyncio.Protocol):
@@ -71,8 +72,10 @@ def _in_transaction(session: SMTP) -> bool:
 
 
 class Daemon:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, environ: Mapping[str, str] | None = None) -> None:
         self.rt = rt
+        # The panel API's tokens are read once, here; a reload does not change them.
+        self._api_tokens = api.tokens_from(rt, os.environ if environ is None else environ)
         self.draining = False
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.ports: dict[str, int] = {}
@@ -242,7 +245,8 @@ class Daemon:
 
     async def _start_http(self) -> None:
         self._http = web.AppRunner(
-            make_app(self.rt, self._send.set, self._not_ready), access_log=None
+            make_app(self.rt, self._send.set, self._not_ready, self._api_tokens),
+            access_log=None,
         )
         await self._http.setup()
         host, port = parse_hostport(self.rt.settings.http.listen)

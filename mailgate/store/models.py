@@ -408,3 +408,25 @@ class ImapCursor(Base):
     last_uid: Mapped[int] = mapped_column(BigInteger)
     baseline_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class ApiRequest(Base):
+    """A POST the panel API carried out, by its ``Idempotency-Key``: a retry of it gets
+    the stored answer instead of a second ticket or reply.
+
+    Written in the transaction of the change itself, so a key is recorded exactly when
+    its change is; ``fingerprint`` (SHA-256 of method, path and body) tells a retry from
+    a different request reusing the key.
+    """
+
+    __tablename__ = "api_request"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))  # the API token's name
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int]
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (UniqueConstraint("token", "key"),)
