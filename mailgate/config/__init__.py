@@ -24,6 +24,7 @@ from mailgate.config.settings import (
     LISTS,
     PRIORITY_KEYWORDS,
     QUEUES_DEFAULT,
+    WEBHOOK_EVENTS,
     ApiSettings,
     DaemonSettings,
     DatabaseSettings,
@@ -45,6 +46,7 @@ from mailgate.config.settings import (
     TemplateSettings,
     ThreadingSettings,
     VerifySettings,
+    WebhookSettings,
     section_types,
 )
 
@@ -56,6 +58,7 @@ __all__ = [
     "PRIORITY_KEYWORDS",
     "QUEUES_DEFAULT",
     "TABLE_LISTS",
+    "WEBHOOK_EVENTS",
     "ApiSettings",
     "DaemonSettings",
     "DatabaseSettings",
@@ -77,6 +80,7 @@ __all__ = [
     "TemplateSettings",
     "ThreadingSettings",
     "VerifySettings",
+    "WebhookSettings",
     "build",
     "is_address",
     "is_loopback",

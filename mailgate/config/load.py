@@ -25,6 +25,7 @@ from mailgate.config.settings import (
     IMAP_AUTH_MODES,
     IMAP_TLS_MODES,
     LISTS,
+    WEBHOOK_EVENTS,
     DkimKey,
     DkimSettings,
     ImapAccountSettings,
@@ -314,6 +315,7 @@ def _cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     problems.extend(_conversation_checks(s))
     if s.retention.days < 0 or s.retention.check_seconds <= 0:
         problems.append("retention: days must be 0 or more, check_seconds positive")
+    problems.extend(_webhook_checks(s, environ))
     names = [a.name for a in s.imap]
     for i, account in enumerate(s.imap):
         where = f"imap[{i}]" + (f" ({account.name})" if account.name else "")
@@ -376,6 +378,27 @@ def parse_tokens(text: str) -> tuple[dict[str, str], list[str]]:
         else:
             tokens[secret] = name
     return tokens, problems
+
+
+def _webhook_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+    for i, hook in enumerate(s.webhooks):
+        where = f"webhooks[{i}]"
+        scheme, _, rest = hook.url.partition("://")
+        host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        if scheme not in ("http", "https") or not host:
+            problems.append(f"{where}.url: must be an http:// or https:// URL")
+        elif scheme == "http" and not is_loopback(host):
+            problems.append(f"{where}.url: plain http is allowed only to a loopback host")
+        if not hook.secret_env or len(environ.get(hook.secret_env, "")) < 16:
+            problems.append(f"{where}.secret_env: must name a variable of 16 characters or more")
+        unknown = sorted(set(hook.events) - set(WEBHOOK_EVENTS))
+        if unknown or not hook.events:
+            problems.append(f"{where}.events: one or more of {', '.join(WEBHOOK_EVENTS)}")
+        for key in ("timeout", "retry_base_seconds", "retry_max_seconds", "lifetime_hours"):
+            if getattr(hook, key) <= 0:
+                problems.append(f"{where}.{key}: must be positive")
+    return problems
 
 
 def is_address(value: str) -> bool:

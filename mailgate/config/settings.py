@@ -259,6 +259,22 @@ class ImapAccountSettings:
         return self.after[len("move:") :] if self.after.startswith("move:") else None
 
 
+WEBHOOK_EVENTS = ("ticket.created", "article.created", "ticket.updated", "message.quarantined")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """One ``[[webhooks]]`` table: a URL told about changes (see ``mailgate.webhooks``)."""
+
+    url: str = ""  # http(s)://…; plain http only to a loopback host
+    secret_env: str = ""  # names the environment variable with the HMAC key
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    timeout: int = 10  # seconds for one delivery
+    retry_base_seconds: int = 30
+    retry_max_seconds: int = 3600
+    lifetime_hours: int = 72  # then the event is given up (``mailgate webhooks list``)
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -283,6 +299,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     templates: TemplateSettings = field(default_factory=TemplateSettings)
     imap: tuple[ImapAccountSettings, ...] = ()
+    webhooks: tuple[WebhookSettings, ...] = ()
 
     def queue_for(self, address: str) -> str | None:
         """The queue a recipient address feeds, accepting ``local+tag@domain`` forms."""
@@ -322,4 +339,4 @@ def section_types() -> dict[str, type]:
 
 
 # Array-of-tables sections ([[name]]) and the dataclass each table becomes.
-LISTS: dict[str, type] = {"imap": ImapAccountSettings}
+LISTS: dict[str, type] = {"imap": ImapAccountSettings, "webhooks": WebhookSettings}

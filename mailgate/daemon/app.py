@@ -45,6 +45,8 @@ from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
 from mailgate.pipeline import batches
 from mailgate.replies import outbox
 from mailgate.tickets import challenges, retention, sla
+from mailgate.webhooks import record
+from mailgate.webhooks.deliver import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,12 @@ def _in_transaction(session: SMTP) -> bool:
 class Daemon:
     def __init__(self, rt: Runtime, environ: Mapping[str, str] | None = None) -> None:
         self.rt = rt
-        # The panel API's tokens are read once, here; a reload does not change them.
-        self._api_tokens = api.tokens_from(rt, os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        # The panel API's tokens and webhook secrets are read once, here.
+        self._api_tokens = api.tokens_from(rt, environ)
+        record.install(rt)
+        self._webhooks = Deliverer(rt, environ)
+        self._hooks = asyncio.Event()
         self.draining = False
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.ports: dict[str, int] = {}
@@ -121,6 +127,7 @@ class Daemon:
         self._tasks = [
             asyncio.create_task(self._loop("worker", self._work, self._process)),
             asyncio.create_task(self._loop("outbox", self._send, self._flush)),
+            asyncio.create_task(self._webhooks.run(self._hooks, self._stopping)),
         ]
         self._scheduler = AsyncIOScheduler(event_loop=loop)
         # (job, every N seconds); all but the sweep run only in the leading instance
@@ -214,7 +221,12 @@ class Daemon:
 
     def _sweep(self) -> None:
         self._work.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        """Tickets changed: mail may be queued, webhook events written."""
         self._send.set()
+        self._hooks.set()
 
     async def _loop(
         self, name: str, event: asyncio.Event, step: Callable[[], Awaitable[int]]
@@ -237,7 +249,7 @@ class Daemon:
     async def _process(self) -> int:
         done = await asyncio.to_thread(self._worker.run_pending, BATCH)
         if done:
-            self._send.set()
+            self._changed()
         return done
 
     async def _flush(self) -> int:
@@ -245,7 +257,7 @@ class Daemon:
 
     async def _start_http(self) -> None:
         self._http = web.AppRunner(
-            make_app(self.rt, self._send.set, self._not_ready, self._api_tokens),
+            make_app(self.rt, self._changed, self._not_ready, self._api_tokens),
             access_log=None,
         )
         await self._http.setup()
@@ -303,7 +315,7 @@ class Daemon:
         timeout = max(deadline - loop.time(), 1.0)
         self._stopping.set()
         self._work.set()
-        self._send.set()
+        self._changed()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         with contextlib.suppress(TimeoutError):

@@ -430,3 +430,33 @@ class ApiRequest(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
 
     __table_args__ = (UniqueConstraint("token", "key"),)
+
+
+class WebhookEvent(Base):
+    """A change to tell one webhook URL about, written in the change's own transaction.
+
+    status: pending → sent | failed (given up after the webhook's lifetime; resendable).
+    ``event_id`` is what a receiver de-duplicates by: one per change, the same for every
+    URL and every retry.  The payload is the snapshot taken when the change committed.
+    """
+
+    __tablename__ = "webhook_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    url: Mapped[str] = mapped_column(String(2048))
+    type: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_webhook_event_due", "status", "next_attempt_at"),
+        Index("ix_webhook_event_order", "url", "ticket_id", "status"),
+        UniqueConstraint("event_id", "url"),
+    )

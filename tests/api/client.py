@@ -94,6 +94,7 @@ def running_api(
     *,
     environ: dict[str, str] | None = None,
     relay_port: int | None = None,
+    clock: Any = None,
     **sections: Any,
 ) -> Iterator[Api]:
     env = ENV if environ is None else environ
@@ -108,7 +109,7 @@ def running_api(
         outbound=outbound,
         **sections,
     )
-    rt = make_runtime(settings, environ=env)
+    rt = make_runtime(settings, clock, environ=env)
     seed(rt)
     try:
         with DaemonThread(rt, environ=env) as d:
