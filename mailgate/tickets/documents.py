@@ -105,3 +105,22 @@ def article_json(a: Article) -> dict[str, Any]:
             for x in a.attachments
         ],
     }
+
+
+def article_detail(a: Article) -> dict[str, Any]:
+    """An article as ``ticket show`` prints it, with its id, full text and attachment ids
+    (the API's and the webhooks' shape)."""
+    doc = article_json(a)
+    doc["id"] = a.id
+    doc["body_text"] = a.body_text
+    doc["attachments"] = [
+        {
+            "id": x.id,
+            "filename": x.filename,
+            "content_type": x.content_type,
+            "size": x.size,
+            "sha256": x.sha256,
+        }
+        for x in a.attachments
+    ]
+    return doc

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailgate.daemon.runtime import Runtime
 from mailgate.store.models import Account, Article, InboundMessage, Ticket, WebhookEvent
 from mailgate.store.states import InboundStatus
-from mailgate.tickets.documents import article_json, iso, ticket_json
+from mailgate.tickets.documents import article_detail, iso, ticket_json
 
 NOTES = "mailgate_webhook_notes"
 # The session factories already hooked (a daemon restarted on the same runtime in tests).
@@ -90,7 +90,7 @@ def _write(session: Session, rt: Runtime, notes: dict[str, list[Any]]) -> None:
         events.append(
             (
                 "article.created",
-                {"ticket": _ticket(session, ticket), "article": _article(article)},
+                {"ticket": _ticket(session, ticket), "article": article_detail(article)},
             )
         )
     for ticket in _unique(notes["updated"]):
@@ -133,13 +133,6 @@ def _ticket(session: Session, ticket: Ticket) -> dict[str, Any]:
     account = session.get(Account, ticket.account_id) if ticket.account_id else None
     doc = ticket_json(ticket, account.login if account else None)
     doc["_id"] = ticket.id  # taken off again before it is stored
-    return doc
-
-
-def _article(article: Article) -> dict[str, Any]:
-    doc = article_json(article)
-    doc["id"] = article.id
-    doc["body_text"] = article.body_text
     return doc
 
 

@@ -87,7 +87,10 @@ SCHEMAS: dict[str, Any] = {
         {
             **TICKET,
             "linked_ticket": {"type": ["integer", "null"]},
-            "participants": {"type": "array", "items": STR},
+            "participants": {
+                "type": "array",
+                "items": _object({"address": STR, "role": STR}),
+            },
             "articles": {"type": "array", "items": _ref("Article")},
             "events": {"type": "array", "items": _ref("Event")},
         }

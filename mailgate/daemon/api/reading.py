@@ -25,7 +25,7 @@ from mailgate.daemon.api.state import ApiState, state
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Account, Article, Attachment, Blob, Ticket
 from mailgate.store.states import TicketStatus
-from mailgate.tickets.documents import article_json, ticket_doc, ticket_json
+from mailgate.tickets.documents import article_detail, ticket_doc, ticket_json
 
 MAX_ID = 2**63 - 1  # BigInteger: a larger number names nothing
 PAGE = 50
@@ -113,25 +113,7 @@ async def show_ticket(request: web.Request) -> web.Response:
 
 def ticket_document(api: ApiState, number: int) -> dict[str, Any] | None:
     with translate_db_errors(), api.rt.sessions() as session:
-        return ticket_doc(session, number, article_document)
-
-
-def article_document(a: Article) -> dict[str, Any]:
-    """An article as ``ticket show`` prints it, with its id, full text and attachment ids."""
-    doc = article_json(a)
-    doc["id"] = a.id
-    doc["body_text"] = a.body_text
-    doc["attachments"] = [
-        {
-            "id": x.id,
-            "filename": x.filename,
-            "content_type": x.content_type,
-            "size": x.size,
-            "sha256": x.sha256,
-        }
-        for x in a.attachments
-    ]
-    return doc
+        return ticket_doc(session, number, article_detail)
 
 
 async def attachment(request: web.Request) -> web.Response:
