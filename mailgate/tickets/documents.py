@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from mailgate.store.models import Account, Article, Event, Ticket
 from mailgate.tickets import correlate
@@ -59,7 +59,12 @@ def ticket_doc(
     prints; bench/lookup.py times it), or None when there is no such ticket.
 
     ``article`` shapes each article (default ``article_json``; the API adds ids)."""
-    t = session.scalar(select(Ticket).where(Ticket.number == number))
+    # Articles and their attachments in two queries, not one per article.
+    t = session.scalar(
+        select(Ticket)
+        .where(Ticket.number == number)
+        .options(selectinload(Ticket.articles).selectinload(Article.attachments))
+    )
     if t is None:
         return None
     login = session.scalar(select(Account.login).where(Account.id == t.account_id))

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 50
 IDLE_SECONDS = 5.0  # the longest the loop sleeps: events written by another process
-LEASE_MARGIN = timedelta(seconds=30)
+LEASE_MARGIN = timedelta(seconds=5)  # past the timeout: the record step's time
 
 
 @dataclass(frozen=True, slots=True)

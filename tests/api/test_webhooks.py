@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,10 +21,13 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from mailgate.cli import main
+from mailgate.config import DatabaseSettings
+from mailgate.store.db import make_engine
 from mailgate.store.models import WebhookEvent
 from mailgate.webhooks.deliver import signature
-from tests.api.client import ENV, OPERATOR, Api, running_api
+from tests.api.client import CUSTOMER, ENV, OPERATOR, SECRET, Api, running_api
 from tests.api.test_tickets import REQUEST
+from tests.process import Mailgate
 from tests.support import FakeClock, free_port, wait_until
 
 HOOK_SECRET = "hook-secret-0123456789abcdef"
@@ -183,3 +189,61 @@ def test_given_up_after_lifetime_listed_and_resent(db_url: str, tmp_path: Path) 
     finally:
         receiver.stop()
     assert receiver.acknowledged() == [row.event_id]
+
+
+def test_daemon_killed_mid_delivery_loses_nothing(tmp_path: Path) -> None:
+    receiver = Receiver(free_port())
+    receiver.mode = "slow"  # holds every delivery past the timeout
+    receiver.start()
+    mailgate = Mailgate(tmp_path / "mg")
+    mailgate.write_config(
+        '[api]\ntokens_env = "MAILGATE_API_TOKENS"\n'
+        f'[[webhooks]]\nurl = "http://127.0.0.1:{receiver.port}/hook"\n'
+        'secret_env = "HOOK_SECRET"\ntimeout = 2\nretry_base_seconds = 1\n'
+        "retry_max_seconds = 1\n"
+    )
+    saved = dict(os.environ)
+    os.environ.update({"MAILGATE_API_TOKENS": f"panel:{SECRET}", "HOOK_SECRET": HOOK_SECRET})
+    try:
+        mailgate.start()
+        assert mailgate.cli("accounts", "add", "jkowalski", "--admin", CUSTOMER).returncode == 0
+        api = f"http://127.0.0.1:{mailgate.http_port}/api/v1/tickets"
+        opened = urllib.request.Request(
+            api,
+            data=json.dumps(REQUEST).encode(),
+            headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(opened, timeout=10) as reply:
+            assert reply.status == 201
+        wait_until(lambda: receiver.seen, what="a delivery in flight")
+        assert mailgate.proc is not None
+        mailgate.proc.send_signal(signal.SIGKILL)  # mid-delivery: no time to record it
+        mailgate.proc.wait(10)
+        receiver.mode = "ok"
+        mailgate.start()
+        engine = make_engine(DatabaseSettings(url=mailgate.db_url))
+        try:
+
+            def stored() -> list[tuple[str, str]]:
+                with engine.connect() as conn:
+                    return [
+                        (row.event_id, row.status)
+                        for row in conn.execute(select(WebhookEvent).order_by(WebhookEvent.id))
+                    ]
+
+            wait_until(
+                lambda: stored() and all(s == "sent" for _, s in stored()),
+                timeout=40,
+                what="every event sent after the restart",
+            )
+            ids = [event_id for event_id, _ in stored()]
+        finally:
+            engine.dispose()
+    finally:
+        mailgate.stop()
+        receiver.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+    assert len(ids) == 3  # ticket.created, the request, the acknowledgement
+    assert sorted(set(receiver.acknowledged())) == sorted(ids)
+    assert any(s["mode"] == "slow" for s in receiver.seen)
