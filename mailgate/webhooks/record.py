@@ -44,6 +44,11 @@ def install(rt: Runtime) -> None:
             _note(session)
 
     def committing(session: Session) -> None:
+        if not rt.settings.webhooks:
+            return
+        # What was added since the last flush is noted by this flush: the commit's own
+        # flush comes after this hook.
+        session.flush()
         notes: dict[str, list[Any]] | None = session.info.pop(NOTES, None)
         if notes and rt.settings.webhooks:
             _write(session, rt, notes)
