@@ -35,6 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailgate.config import Settings, parse_hostport
 from mailgate.daemon import api, logs
+from mailgate.daemon.api import idempotency
 from mailgate.daemon.leader import Leadership
 from mailgate.daemon.runtime import Runtime
 from mailgate.daemon.webapp import make_app
@@ -136,6 +137,7 @@ class Daemon:
             (self._sweep, settings.processing.sweep_seconds),
             (self._challenges, settings.processing.sweep_seconds),
             (self._purge, settings.retention.check_seconds),
+            (self._prune, settings.retention.check_seconds),
             (self._escalate, settings.sla.check_seconds),
             (self._close_resolved, settings.sla.check_seconds),
         ]
@@ -165,6 +167,19 @@ class Daemon:
             return
         if messages or blobs:
             log.info("retention: %s raw message(s), %s attachment(s) purged", messages, blobs)
+
+    async def _prune(self) -> None:
+        """Forget old idempotency keys and long-delivered webhook events (one instance)."""
+        if not await self._leading():
+            return
+        try:
+            keys = await asyncio.to_thread(idempotency.prune, self.rt)
+            events = await asyncio.to_thread(self._webhooks.prune)
+        except MailgateError as exc:
+            log.warning("pruning API keys and webhook events: %s", exc)
+            return
+        if keys or events:
+            log.info("pruned %s idempotency key(s), %s webhook event(s)", keys, events)
 
     async def _escalate(self) -> None:
         """Mail the operators about tickets whose first response is overdue."""

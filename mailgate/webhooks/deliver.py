@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from mailgate.config import WebhookSettings
 from mailgate.daemon.runtime import Runtime
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 50
 IDLE_SECONDS = 5.0  # the longest the loop sleeps: events written by another process
+KEEP_SENT = timedelta(days=30)  # sent events stay listed this long
 LEASE_MARGIN = timedelta(seconds=5)  # past the timeout: the record step's time
 
 
@@ -177,6 +178,17 @@ class Deliverer:
         errors = await asyncio.gather(*(self.send(client, item) for item in claimed))
         await asyncio.to_thread(self.record, list(zip(claimed, errors, strict=True)))
         return len(claimed)
+
+    def prune(self) -> int:
+        """Delete events sent more than ``KEEP_SENT`` ago; failed ones stay (resendable)."""
+        with translate_db_errors(), self.rt.sessions.begin() as session:
+            done = session.execute(
+                delete(WebhookEvent).where(
+                    WebhookEvent.status == "sent",
+                    WebhookEvent.sent_at < self.rt.clock() - KEEP_SENT,
+                )
+            )
+            return int(getattr(done, "rowcount", 0) or 0)
 
     def next_due(self) -> float:
         """Seconds until the earliest pending event is due (at most IDLE_SECONDS)."""

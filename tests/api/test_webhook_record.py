@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from mailgate.daemon.api import idempotency
 from mailgate.daemon.runtime import Runtime
-from mailgate.store.models import Ticket, WebhookEvent
+from mailgate.store.models import ApiRequest, Ticket, WebhookEvent
 from mailgate.tickets import operators
 from mailgate.webhooks import record
+from mailgate.webhooks.deliver import Deliverer
 from tests.conftest import make_runtime, make_settings
 from tests.db.test_pipeline import deliver
 from tests.support import FakeClock, make_mail
@@ -77,3 +79,22 @@ def test_quarantine_and_status_changes_are_events(hooked: Runtime) -> None:
     with hooked.sessions.begin() as session:
         session.scalars(select(Ticket)).one().updated_at = hooked.clock()
     assert len(events(hooked)) == before + 1
+
+
+def test_old_keys_and_delivered_events_are_pruned(hooked: Runtime, clock: FakeClock) -> None:
+    deliver(hooked, make_mail())
+    now = hooked.clock()
+    with hooked.sessions.begin() as session:
+        session.add(
+            ApiRequest(
+                token="panel", key="k", fingerprint="f", status=201, response={}, created_at=now
+            )
+        )
+        rows = list(session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)))
+        rows[0].status, rows[0].sent_at = "sent", now
+        rows[1].status = "failed"
+    deliverer = Deliverer(hooked, ENVIRON)
+    assert (idempotency.prune(hooked), deliverer.prune()) == (0, 0)
+    clock.advance(days=31)
+    assert (idempotency.prune(hooked), deliverer.prune()) == (1, 1)
+    assert [e.status for e in events(hooked)] == ["failed", "pending"]

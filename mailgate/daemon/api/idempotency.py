@@ -6,15 +6,17 @@ all of it commits together.  A retry after that finds the row and gets the store
 answer; a retry racing the first attempt waits on the unique index (PostgreSQL) or the
 writer lock (SQLite) and then finds it.  A request that failed left no row, so its
 retry is carried out afresh.  The same key with a different body is refused (422).
+Keys are kept for a day (``prune``, a daily job of the daemon).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +27,7 @@ from mailgate.store.models import ApiRequest
 
 Answer = tuple[int, dict[str, Any]]
 HEADER = "Idempotency-Key"
+KEEP = timedelta(days=1)  # how long a retry is recognised as one
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -86,3 +89,10 @@ def _replay(prior: ApiRequest, print_: str) -> Answer:
     if prior.fingerprint != print_:
         raise invalid([(HEADER, "already used for a different request")])
     return prior.status, dict(prior.response)
+
+
+def prune(rt: Runtime) -> int:
+    """Forget keys older than ``KEEP`` (a scheduled job); return how many."""
+    with translate_db_errors(), rt.sessions.begin() as session:
+        done = session.execute(delete(ApiRequest).where(ApiRequest.created_at < rt.clock() - KEEP))
+        return int(getattr(done, "rowcount", 0) or 0)
