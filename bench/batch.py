@@ -63,13 +63,13 @@ def parse_only(raws: list[bytes]) -> float:
 
 def facts_only(raws: list[bytes]) -> float:
     from mailgate.config import load
-    from mailgate.daemon.runtime import Runtime, no_dns
+    from mailgate.daemon import wiring
     from mailgate.pipeline.batches import facts_config
     from mailgate.pipeline.facts import analyze
 
     # Default settings; an in-memory database, since nothing here touches one.
     settings = load(None, environ={"MAILGATE_DATABASE__URL": "sqlite:///:memory:"})
-    rt = Runtime.create(settings, environ={})
+    rt = wiring.build(settings, environ={})
     try:
         config = facts_config(rt)
     finally:
@@ -77,7 +77,7 @@ def facts_only(raws: list[bytes]) -> float:
     now = datetime.now(UTC)
     t0 = time.perf_counter()
     for raw in raws:
-        analyze(raw, "customer@customer.example", config, no_dns, now)
+        analyze(raw, "customer@customer.example", config, wiring.no_dns, now)
     return len(raws) / (time.perf_counter() - t0)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from mailgate import config
 from mailgate.config import Settings
+from mailgate.daemon import wiring
 from mailgate.daemon.runtime import Runtime
 from mailgate.store.db import make_engine
 from mailgate.store.migrate import upgrade
@@ -118,7 +119,7 @@ def make_runtime(
     kwargs: dict[str, Any] = {"environ": environ or {}}
     if clock is not None:
         kwargs["clock"] = clock
-    rt = Runtime.create(settings, **kwargs)
+    rt = wiring.build(settings, **kwargs)
     rt.dns = dns if dns is not None else FakeDns()
     return rt
 

@@ -31,8 +31,11 @@ from mailgate.cli import (
     tickets,
     webhooks,
 )
-from mailgate.cli.root import EX_CONFIG, EX_DATAERR, EX_TEMPFAIL, main
+from mailgate.cli.root import EX_CONFIG, EX_DATAERR, EX_TEMPFAIL, accept_config_anywhere, main
 from mailgate.cli.tickets import ticket_doc
+
+# Registered last: every command now exists to receive its own --config.
+accept_config_anywhere(main)
 
 __all__ = [
     "EX_CONFIG",

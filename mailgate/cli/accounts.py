@@ -15,6 +15,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from mailgate.cli import text
 from mailgate.cli.root import EX_DATAERR, Context, main, pass_ctx
 from mailgate.store.models import Account
 from mailgate.verify import directory
@@ -118,9 +119,10 @@ def account_json(a: Account) -> dict[str, Any]:
 
 
 @accounts.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of accounts).")
 @pass_ctx
 def accounts_list(ctx: Context, as_json: bool) -> None:
+    """Every account with its admin addresses and how many identifiers it has."""
     with ctx.session() as (_, session):
         docs = [account_json(a) for a in session.scalars(select(Account).order_by(Account.login))]
     if as_json:
@@ -128,17 +130,31 @@ def accounts_list(ctx: Context, as_json: bool) -> None:
         return
     for d in docs:
         admins = ", ".join(x["address"] for x in d["addresses"] if x["role"] == "admin")
-        click.echo(f"{d['login']:<20} {admins:<35} {len(d['identifiers'])} identifiers")
+        click.echo(
+            f"{text.line(d['login']):<20} {text.line(admins):<35} "
+            f"{len(d['identifiers'])} identifiers"
+        )
     click.echo(f"({len(docs)} accounts)")
 
 
 @accounts.command("show")
 @click.argument("login")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the account).")
 @pass_ctx
-def accounts_show(ctx: Context, login: str) -> None:
+def accounts_show(ctx: Context, login: str, as_json: bool) -> None:
+    """One account: its addresses with their roles, and its identifiers."""
     with ctx.session() as (_, session):
         account = session.scalar(select(Account).where(Account.login == login.lower()))
         if account is None:
             click.echo(f"no account {login}", err=True)
             sys.exit(1)
-        click.echo(json.dumps(account_json(account), ensure_ascii=False, indent=2))
+        doc = account_json(account)
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{text.line(doc['login'])} {text.line(doc['name'])}".rstrip())
+    click.echo(f"  language: {doc['language'] or '-'}")
+    for x in doc["addresses"]:
+        click.echo(f"  {x['role']:<10} {text.line(x['address'])}")
+    for i in doc["identifiers"]:
+        click.echo(f"  {i['kind']:<10} {text.line(i['value'])}")

@@ -7,15 +7,20 @@ The work is in the ingest package (``ingest.pipe``, ``ingest.archive``,
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate.cli.root import EX_CONFIG, EX_TEMPFAIL, Context, main, pass_ctx, require_schema
+from mailgate.cli.root import EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL, Context, fail, main, pass_ctx
+from mailgate.config import Settings
 from mailgate.ingest import archive, pipe
 from mailgate.ingest import imap as imap_ingest
 from mailgate.ingest.accept import Envelope
+from mailgate.replies import verp
 
 
 @main.command()
@@ -37,9 +42,16 @@ def ingest(
     maildir: str | None,
     acknowledge: bool | None,
 ) -> None:
-    """Store a message from standard input (an MTA pipe), or import a batch."""
+    """Store a message from standard input (an MTA pipe), or import a batch.
+
+    The pipe needs --to, a helpdesk address (exit 64 without one, 67 for an address
+    the SMTP listener would refuse too); nothing is stored then.
+    """
     envelope = Envelope(mail_from=mail_from, rcpt_to=tuple(r.lower() for r in rcpt_to))
-    database = ctx.settings.database  # a bad config exits 78 here
+    settings = ctx.settings  # a bad config exits 78 here
+    database = settings.database
+    if maildir and not all((Path(maildir) / d).is_dir() for d in ("cur", "new", "tmp")):
+        fail(f"{maildir}: not a Maildir (no cur/new/tmp)", EX_NOINPUT)
 
     def import_batch(sessions: sessionmaker[Session]) -> None:
         if mbox:
@@ -54,9 +66,25 @@ def ingest(
     if mbox or maildir:
         code = pipe.guarded(database, import_batch)
     else:
-        code = pipe.run(database, envelope, acknowledge=acknowledge is not False)
+        known = recipient_test(settings)
+        code = pipe.run(database, envelope, known, acknowledge=acknowledge is not False)
     if code != pipe.EX_OK:
         sys.exit(code)
+
+
+def recipient_test(settings: Settings) -> Callable[[str], bool]:
+    """The SMTP listener's RCPT test: a helpdesk address, or a VERP return path of ours
+    whose tag verifies (bounces the MTA pipes to us)."""
+    secret_env = settings.outbound.verp_secret_env
+    key = os.environ[secret_env].encode() if secret_env in os.environ else None
+    local = settings.outbound.verp_local_part
+
+    def known(address: str) -> bool:
+        if settings.queue_for(address) is not None:
+            return True
+        return verp.parse(address, local, key) is not None
+
+    return known
 
 
 @main.group()
@@ -77,7 +105,6 @@ def imap_poll_once(ctx: Context, accounts: tuple[str, ...]) -> None:
         sys.exit(EX_CONFIG)
     rt = ctx.runtime()
     try:
-        require_schema(rt)
         results = imap_ingest.poll_once(rt, accounts)
     finally:
         rt.close()

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from mailgate.cli import text
 from mailgate.cli.root import EX_DATAERR, Context, main, pass_ctx
 from mailgate.config import is_address
 from mailgate.tickets import operators
@@ -42,9 +43,10 @@ def operators_add(ctx: Context, email: str, name: str, queues: tuple[str, ...]) 
 
 
 @operators_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of operators).")
 @pass_ctx
 def operators_list(ctx: Context, as_json: bool) -> None:
+    """Every operator with her name and the queues she serves."""
     with ctx.session() as (_, session):
         docs = [
             {"address": o.address, "name": o.name, "queues": list(o.queues)}
@@ -54,5 +56,7 @@ def operators_list(ctx: Context, as_json: bool) -> None:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
     for d in docs:
-        click.echo(f"{d['address']:<35} {d['name']:<25} {', '.join(d['queues'])}")
+        click.echo(
+            f"{text.line(d['address']):<35} {text.line(d['name']):<25} {', '.join(d['queues'])}"
+        )
     click.echo(f"({len(docs)} operators)")

@@ -10,9 +10,14 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from mailgate.cli.root import Context, iso, main, pass_ctx
+from mailgate.cli import text
+from mailgate.cli.root import Context, iso, main, pass_ctx, pick
 from mailgate.replies import gates, notes
 from mailgate.store.models import OutboxMessage
+
+# What an operator may send again, and what she may drop (never what has gone out).
+RETRYABLE = ("failed", "suppressed", "bounced", "pending")
+DROPPABLE = ("pending", "failed", "suppressed")
 
 
 @main.group("outbox")
@@ -44,10 +49,11 @@ def outbox_json(m: OutboxMessage) -> dict[str, Any]:
 
 @outbox_group.command("list")
 @click.option("--status", "statuses", multiple=True, help="Only rows with this status.")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of mails).")
 @pass_ctx
 def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Outgoing mail, newest first, and whether the circuit breaker holds automatic mail."""
     with ctx.session() as (rt, session):
         query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
         if statuses:
@@ -59,11 +65,13 @@ def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bo
         return
     if breaker is not None:
         click.echo(f"circuit breaker OPEN since {breaker.isoformat()}: automatic mail held")
+    if docs:
+        click.echo(f"{'ID':<8} {'STATUS':<10} {'KIND':<14} {'RECIPIENT':<32} {'TRIES':>5} WHY")
     for d in docs:
-        why = d["reason"] or d["delivery_status"] or ""
+        why = text.line(d["reason"] or d["delivery_status"] or "")
         click.echo(
-            f"{d['id']:<8} {d['status']:<10} {d['kind']:<14} {d['recipient']:<32} "
-            f"{d['attempts']:>3} {why}"
+            f"{d['id']:<8} {d['status']:<10} {d['kind']:<14} {text.line(d['recipient']):<32} "
+            f"{d['attempts']:>5} {why}"
         )
     click.echo(f"({len(docs)} shown)")
 
@@ -74,12 +82,7 @@ def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bo
 def outbox_retry(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
     """Send failed, suppressed or bounced mail again now, past the automatic-mail gates."""
     with ctx.session(write=True) as (rt, session):
-        rows = session.scalars(
-            select(OutboxMessage).where(
-                OutboxMessage.id.in_(outbox_ids),
-                OutboxMessage.status.in_(("failed", "suppressed", "bounced", "pending")),
-            )
-        ).all()
+        rows = pick(session, OutboxMessage, outbox_ids, RETRYABLE, "queued again")
         now = rt.clock()
         for m in rows:
             # An operator's decision: the limits that held it back no longer apply.
@@ -94,12 +97,7 @@ def outbox_retry(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
 def outbox_drop(ctx: Context, outbox_ids: tuple[int, ...]) -> None:
     """Never send these (pending or held) mails; the rows stay, marked dropped."""
     with ctx.session(write=True) as (rt, session):
-        rows = session.scalars(
-            select(OutboxMessage).where(
-                OutboxMessage.id.in_(outbox_ids),
-                OutboxMessage.status.in_(("pending", "failed", "suppressed")),
-            )
-        ).all()
+        rows = pick(session, OutboxMessage, outbox_ids, DROPPABLE, "dropped")
         now = rt.clock()
         for m in rows:
             m.status, m.reason = "dropped", "dropped-by-operator"

@@ -5,12 +5,14 @@ JSON.  For an admin asking "why was this mail treated so?"."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
 import click
 
-from mailgate.cli.root import EX_DATAERR, Context, main, pass_ctx
+from mailgate.cli import text
+from mailgate.cli.root import EX_DATAERR, Context, fail, main, pass_ctx
 from mailgate.errors import PermanentError
 from mailgate.parse import autoreply, parse
 from mailgate.parse.message import ParsedMessage
@@ -25,10 +27,15 @@ def parse_cmd(ctx: Context, file: Any, as_json: bool) -> None:
     raw = file.read()
     settings = ctx.settings
     try:
+        if raw and not looks_like_mail(raw):
+            raise PermanentError("not-a-mail-message", "it does not start with header lines")
         parsed = parse(raw)
     except PermanentError as exc:
-        click.echo(json.dumps({"error": exc.reason, "detail": exc.detail}))
-        sys.exit(EX_DATAERR)
+        if as_json:
+            click.echo(json.dumps({"error": exc.reason, "detail": exc.detail}))
+            sys.exit(EX_DATAERR)
+        detail = f" ({exc.detail})" if exc.detail else ""
+        fail(f"{file.name}: {exc.reason.replace('-', ' ')}{detail}", EX_DATAERR)
     own = frozenset(a.lower() for a in settings.helpdesk.queues)
     classification = autoreply.classify(
         parsed, None, own, frozenset(a.rpartition("@")[2] for a in own), raw=raw
@@ -44,9 +51,21 @@ def parse_cmd(ctx: Context, file: Any, as_json: bool) -> None:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
         for key in ("message_id", "from", "subject", "date", "kind", "language"):
-            click.echo(f"{key:11} {doc[key]}")
+            click.echo(f"{key:11} {text.line(doc[key])}")
         click.echo()
-        click.echo(doc["text"])
+        click.echo(text.block(doc["text"]))
+
+
+# A header field's first line: a name of printable ASCII but the colon, then a colon.
+_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
+def looks_like_mail(raw: bytes) -> bool:
+    """Whether ``raw`` starts with a header field (after an mbox "From " line) — the
+    parser takes anything as a body, so a picture or an archive is caught here."""
+    lines = raw.split(b"\n", 2)
+    first = lines[1] if lines[0].startswith(b"From ") and len(lines) > 1 else lines[0]
+    return _FIELD.match(first) is not None
 
 
 def parsed_json(p: ParsedMessage) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from mailgate.cli.root import Context, iso, main, pass_ctx
+from mailgate.cli import text
+from mailgate.cli.root import Context, iso, main, pass_ctx, pick
+from mailgate.replies import notes
 from mailgate.store.models import InboundMessage
 
 
@@ -38,9 +40,10 @@ def inbound_json(m: InboundMessage) -> dict[str, Any]:
 
 
 @quarantine.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of messages).")
 @pass_ctx
 def quarantine_list(ctx: Context, as_json: bool) -> None:
+    """The quarantined messages, oldest first, with the reason each was set aside."""
     with ctx.session() as (_, session):
         rows = session.scalars(
             select(InboundMessage)
@@ -52,15 +55,20 @@ def quarantine_list(ctx: Context, as_json: bool) -> None:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
     for d in docs:
-        click.echo(f"{d['id']:<8} {d['received_at']} {d['reason']:<22} {d['mail_from']}")
+        click.echo(
+            f"{d['id']:<8} {d['received_at']} {text.line(d['reason']):<22} "
+            f"{text.line(d['mail_from'])}"
+        )
     click.echo(f"({len(docs)} quarantined)")
 
 
 @quarantine.command("show")
 @click.argument("inbound_id", type=int)
 @click.option("--raw", is_flag=True, help="Print the stored message bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the message's record).")
 @pass_ctx
-def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
+def quarantine_show(ctx: Context, inbound_id: int, raw: bool, as_json: bool) -> None:
+    """One stored inbound message: envelope, status, why it was quarantined."""
     with ctx.session() as (_, session):
         m = session.get(InboundMessage, inbound_id)
         if m is None:
@@ -69,7 +77,13 @@ def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
         if raw:
             sys.stdout.buffer.write(m.raw)
             return
-        click.echo(json.dumps(inbound_json(m), ensure_ascii=False, indent=2))
+        doc = inbound_json(m)
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    for key, value in doc.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key:12} {text.block(shown) if key == 'last_error' else text.line(shown)}")
 
 
 @quarantine.command("replay")
@@ -78,14 +92,43 @@ def quarantine_show(ctx: Context, inbound_id: int, raw: bool) -> None:
 @pass_ctx
 def quarantine_replay(ctx: Context, inbound_ids: tuple[int, ...], replay_all: bool) -> None:
     """Put quarantined messages back in the processing queue (after a fix)."""
+    if bool(inbound_ids) == replay_all:
+        raise click.UsageError("give the ids of quarantined messages, or --all")
     with ctx.session(write=True) as (rt, session):
-        query = select(InboundMessage).where(InboundMessage.status == "quarantined")
-        if not replay_all:
-            query = query.where(InboundMessage.id.in_(inbound_ids))
-        rows = session.scalars(query).all()
+        if replay_all:
+            query = select(InboundMessage).where(InboundMessage.status == "quarantined")
+            rows = list(session.scalars(query))
+        else:
+            rows = pick(session, InboundMessage, inbound_ids, ("quarantined",), "replayed")
         now = rt.clock()
         for m in rows:
             m.status, m.attempts, m.next_attempt_at = "received", 0, now
             m.reason = None
         count = len(rows)
     click.echo(f"{count} message(s) queued for processing again")
+
+
+@quarantine.command("drop")
+@click.argument("inbound_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def quarantine_drop(ctx: Context, inbound_ids: tuple[int, ...]) -> None:
+    """Give up on quarantined messages for good: never processed, never replayed.
+
+    The rows stay, marked dropped (with the reason they were quarantined), until the
+    retention period purges their bytes like any processed message's.
+    """
+    with ctx.session(write=True) as (rt, session):
+        rows = pick(session, InboundMessage, inbound_ids, ("quarantined",), "dropped")
+        now = rt.clock()
+        for m in rows:
+            m.status = "dropped"
+            notes.event(
+                session,
+                now,
+                "dropped",
+                "dropped-by-operator",
+                inbound_id=m.id,
+                address=m.mail_from,
+                detail=f"quarantined message ({m.reason}) dropped by an operator",
+            )
+    click.echo(f"{len(rows)} message(s) dropped")

@@ -8,10 +8,9 @@ import sys
 
 import click
 
-from mailgate.cli.root import EX_TEMPFAIL, Context, main, pass_ctx, require_schema
+from mailgate.cli.root import EX_TEMPFAIL, EX_UNAVAILABLE, Context, fail, main, pass_ctx
 from mailgate.config import load
 from mailgate.daemon import app
-from mailgate.daemon.runtime import Runtime
 from mailgate.errors import TemporaryError
 from mailgate.pipeline import batches
 from mailgate.replies import outbox
@@ -23,10 +22,11 @@ from mailgate.store import migrate
 def serve(ctx: Context) -> None:
     """Run the daemon: SMTP/LMTP listeners, worker, outbox, health endpoints."""
     rt = ctx.runtime()
-    require_schema(rt)
     try:
         # SIGHUP re-reads the same file and environment the daemon started from.
         asyncio.run(app.serve(rt, reread=lambda: load(ctx.config_path)))
+    except app.ListenError as exc:
+        fail(str(exc), EX_UNAVAILABLE)
     finally:
         rt.close()
 
@@ -37,9 +37,9 @@ def check_cmd(ctx: Context) -> None:
     """Check config, database and schema, templates and the relay; exit 1 on a problem."""
     from mailgate.daemon.check import report, run_checks
 
-    settings = ctx.settings  # a bad config exits 78 here, listing every problem
+    _ = ctx.settings  # a bad config exits 78 here, listing every problem
     click.echo(f"ok   config     {ctx.config_path or '(built-in defaults)'}")
-    rt = Runtime.create(settings)
+    rt = ctx.runtime(schema=False)  # the schema is one of the checks
     try:
         findings = run_checks(rt)
     finally:
@@ -59,7 +59,7 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Create or migrate the schema to the newest revision."""
-    rt = ctx.runtime()
+    rt = ctx.runtime(schema=False)
     try:
         migrate.upgrade(rt.engine)
     finally:
@@ -75,7 +75,6 @@ def drain(ctx: Context, no_send: bool) -> None:
     rt = ctx.runtime()
     processed = sent = 0
     try:
-        require_schema(rt)
         worker = batches.Worker(rt)
         while n := worker.run_pending(50):
             processed += n

@@ -1,5 +1,6 @@
-"""Tickets on the command line: ``tickets list``, ``ticket show NUMBER`` (with its
-articles, participants and delivery events) and ``export NUMBER`` to an mbox file.
+"""Tickets on the command line: ``tickets list``, ``tickets show NUMBER`` (also
+``ticket show``: with its articles, attachments, participants and delivery events) and
+``export NUMBER`` to an mbox file.
 
 The shape of a ticket, an article and an event that both the text and the ``--json``
 views print is ``mailgate.tickets.documents``'s.
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from mailgate.cli import text
 from mailgate.cli.root import Context, main, pass_ctx
 from mailgate.store.models import Account, Ticket
 from mailgate.tickets import retention
@@ -24,31 +26,35 @@ __all__ = ["article_json", "event_json", "ticket_doc", "ticket_json"]
 
 @main.group()
 def tickets() -> None:
-    """List tickets."""
+    """Tickets: list them, show one."""
 
 
 @tickets.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of tickets).")
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
 @pass_ctx
 def tickets_list(ctx: Context, as_json: bool, limit: int) -> None:
+    """The newest tickets first, with status, queue, priority and requester."""
     with ctx.session() as (_, session):
         rows = session.execute(
             select(Ticket, Account.login)
             .outerjoin(Account, Ticket.account_id == Account.id)
             .order_by(Ticket.number.desc())
-            .limit(limit)
+            .limit(limit + 1)  # one more tells whether the list was cut
         ).all()
-        docs = [ticket_json(t, login) for t, login in rows]
+        docs = [ticket_json(t, login) for t, login in rows[:limit]]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
     for d in docs:
         click.echo(
             f"#{d['number']:<6} {d['status']:<8} {d['queue']:<10} {d['priority']:<7} "
-            f"{d['requester']:<30} {d['subject'][:60]}"
+            f"{text.line(d['requester']):<30} {text.line(d['subject'][:60])}"
         )
-    click.echo(f"({len(docs)} shown)")
+    if len(rows) > limit:
+        click.echo(f"({len(docs)} shown, the newest; more exist: --limit N shows more)")
+    else:
+        click.echo(f"({len(docs)} shown)")
 
 
 @main.group("ticket")
@@ -58,9 +64,10 @@ def ticket_group() -> None:
 
 @ticket_group.command("show")
 @click.argument("number", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the ticket and its parts).")
 @pass_ctx
 def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
+    """Ticket NUMBER: its articles with their attachments, then its delivery events."""
     with ctx.session() as (_, session):
         doc = ticket_doc(session, number)
     if doc is None:
@@ -69,18 +76,28 @@ def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
-    click.echo(f"#{doc['number']} {doc['subject']}")
-    click.echo(f"  {doc['status']} · {doc['queue']} · {doc['priority']} · {doc['requester']}")
+    line = text.line
+    click.echo(f"#{doc['number']} {line(doc['subject'])}")
+    click.echo(f"  {doc['status']} · {doc['queue']} · {doc['priority']} · {line(doc['requester'])}")
     click.echo(f"  authorization: {doc['authorization']} · account: {doc['account'] or '-'}")
     for a in doc["articles"]:
         flag = " (internal)" if a["internal"] else ""
-        auth = f" auth={a['auth']['result']}" if a["auth"] else ""
-        click.echo(f"\n--- {a['direction']} {a['author']} {a['created_at']}{flag}{auth}")
-        click.echo(a["text"])
+        auth = f" auth={line(a['auth']['result'])}" if a["auth"] else ""
+        click.echo(f"\n--- {a['direction']} {line(a['author'])} {a['created_at']}{flag}{auth}")
+        click.echo(text.block(a["text"]))
+        for x in a["attachments"]:
+            click.echo(
+                f"  attachment: {line(x['filename']) or '(no name)'} "
+                f"({line(x['content_type'])}, {x['size']} bytes)"
+            )
     if doc["events"]:
         click.echo("\nevents:")
     for e in doc["events"]:
-        click.echo(f"  {e['created_at']} {e['kind']:<13} {e['reason']:<20} {e['detail']}")
+        click.echo(f"  {e['created_at']} {e['kind']:<13} {e['reason']:<20} {line(e['detail'])}")
+
+
+# `tickets show N` reads like `tickets list`; `ticket show N` stays for scripts.
+tickets.add_command(ticket_show, "show")
 
 
 @main.command("export")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from mailgate.cli import text
 from mailgate.cli.root import Context, iso, main, pass_ctx
 from mailgate.store.models import WebhookEvent
 
@@ -36,10 +37,11 @@ def event_json(e: WebhookEvent) -> dict[str, Any]:
 
 @webhooks_group.command("list")
 @click.option("--status", "statuses", multiple=True, help="pending, sent or failed.")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of events).")
 @pass_ctx
 def webhooks_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """The newest webhook events first: status, type, ticket, attempts, URL, last error."""
     with ctx.session() as (_, session):
         query = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)
         if statuses:
@@ -52,7 +54,7 @@ def webhooks_list(ctx: Context, statuses: tuple[str, ...], limit: int, as_json: 
         ticket = f"#{d['ticket']}" if d["ticket"] else "-"
         click.echo(
             f"{d['id']:<8} {d['status']:<8} {d['type']:<20} {ticket:<8} {d['attempts']:>3} "
-            f"{d['url']} {d['last_error'] or ''}".rstrip()
+            f"{d['url']} {text.line(d['last_error'] or '')}".rstrip()
         )
     click.echo(f"({len(docs)} shown)")
 

@@ -16,7 +16,6 @@ from mailgate.config.load import (
     is_loopback,
     load,
     parse_hostport,
-    parse_tokens,
 )
 from mailgate.config.settings import (
     IMAP_AUTH_MODES,
@@ -49,6 +48,7 @@ from mailgate.config.settings import (
     WebhookSettings,
     section_types,
 )
+from mailgate.config.tokens import parse_tokens
 
 __all__ = [
     "ENV_PREFIX",

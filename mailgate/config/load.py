@@ -13,6 +13,7 @@ cannot be set from the environment (only the secrets they name come from there).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
@@ -33,6 +34,7 @@ from mailgate.config.settings import (
     Settings,
     section_types,
 )
+from mailgate.config.tokens import parse_tokens
 from mailgate.durations import parse_duration
 from mailgate.errors import ConfigError
 
@@ -79,7 +81,7 @@ def build(
             else:
                 problems.append(f"[[{name}]] must be an array of tables")
         elif name not in sections:
-            problems.append(f"unknown section [{name}]")
+            problems.append(f"unknown section [{name}]{_did_you_mean(name, [*sections, *LISTS])}")
         elif not isinstance(value, dict):
             problems.append(f"[{name}] must be a table")
         else:
@@ -96,7 +98,8 @@ def build(
             )
             continue
         if section not in sections:
-            problems.append(f"environment variable {key}: unknown section {section!r}")
+            hint = _did_you_mean(section, [*sections, *LISTS])
+            problems.append(f"environment variable {key}: unknown section {section!r}{hint}")
             continue
         merged.setdefault(section, {})[option] = _EnvValue(raw)
     built: dict[str, Any] = {}
@@ -107,12 +110,18 @@ def build(
             _build_table(f"{name}[{i}]", cls(), table, problems)
             for i, table in enumerate(lists.get(name, []))
         )
-    if not problems:
-        settings = Settings(**built)
-        problems.extend(_cross_checks(settings, environ or {}))
-        if not problems:
-            return settings
-    raise ConfigError(problems)
+    # A key with a bad type or an unknown name kept its default above, so the rules
+    # between keys still run: the admin sees every problem in one pass.
+    settings = Settings(**built)
+    problems.extend(_cross_checks(settings, environ or {}))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ def _build_table(name: str, default: Any, values: Mapping[str, Any], problems: l
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
-            problems.append(f"[{name}] unknown key {key!r}")
+            problems.append(f"[{name}] unknown key {key!r}{_did_you_mean(key, sorted(fields))}")
             continue
         current = getattr(default, key)
         coerced = _coerce(f"{name}.{key}", current, value, problems)
@@ -204,7 +213,7 @@ def _dkim_keys(where: str, tables: list[Any], problems: list[str]) -> tuple[Dkim
             problems.append(f"{where}[{i}]: expected a table, got {table!r}")
             continue
         for extra in sorted(set(table) - set(names)):
-            problems.append(f"{where}[{i}]: unknown key {extra!r}")
+            problems.append(f"{where}[{i}]: unknown key {extra!r}{_did_you_mean(extra, names)}")
         values = {}
         for name in names:
             value = table.get(name)
@@ -348,6 +357,10 @@ def _conversation_checks(s: Settings) -> list[str]:
         if number <= 0:
             problems.append(f"{where}: must be positive")
     languages = ("en", "pl", "sk", "cs", "ru")
+    if s.helpdesk.default_language not in languages:
+        problems.append(
+            f"helpdesk.default_language: {s.helpdesk.default_language!r} is not one of {languages}"
+        )
     for queue, language in s.helpdesk.queue_languages.items():
         if queue not in s.queue_names:
             problems.append(f"helpdesk.queue_languages: {queue!r} is not a queue")
@@ -356,28 +369,6 @@ def _conversation_checks(s: Settings) -> list[str]:
     if any(not k.strip() for k in s.priority.keywords):
         problems.append("priority.keywords: empty phrase")
     return problems
-
-
-def parse_tokens(text: str) -> tuple[dict[str, str], list[str]]:
-    """API tokens from ``name:secret[,name:secret…]``: secret → name, and the problems.
-
-    Problems never quote a secret: they end up in logs and on terminals.
-    """
-    tokens: dict[str, str] = {}
-    problems: list[str] = []
-    for i, item in enumerate(p.strip() for p in text.split(",")):
-        if not item:
-            continue
-        name, sep, secret = item.partition(":")
-        if not sep or not _ACCOUNT_NAME_RE.match(name):
-            problems.append(f"token {i + 1}: write name:secret (name of letters, digits, . _ -)")
-        elif len(secret) < 16:
-            problems.append(f"token {name!r}: the secret must hold at least 16 characters")
-        elif name in tokens.values() or secret in tokens:
-            problems.append(f"token {name!r}: name or secret used twice")
-        else:
-            tokens[secret] = name
-    return tokens, problems
 
 
 def _webhook_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import get_type_hints
 
+from mailgate.config.shipped import template_dir as shipped_templates
 from mailgate.durations import parse_duration
 
 QUEUES_DEFAULT = {
@@ -220,7 +221,7 @@ class LogSettings:
 
 @dataclass(frozen=True)
 class TemplateSettings:
-    directory: str = ""  # empty: the templates/ folder shipped beside the package
+    directory: str = ""  # empty: the templates shipped with mailgate (mailgate.config.shipped)
 
 
 IMAP_TLS_MODES = ("implicit", "starttls", "none")
@@ -329,7 +330,7 @@ class Settings:
     def template_dir(self) -> Path:
         if self.templates.directory:
             return Path(self.templates.directory)
-        return Path(__file__).resolve().parents[2] / "templates"
+        return shipped_templates()
 
 
 def section_types() -> dict[str, type]:

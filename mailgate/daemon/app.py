@@ -27,14 +27,14 @@ import logging
 import os
 import signal
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailgate.config import Settings, parse_hostport
-from mailgate.daemon import api, logs
+from mailgate.daemon import api, logs, wiring
 from mailgate.daemon.api import idempotency
 from mailgate.daemon.leader import Leadership
 from mailgate.daemon.runtime import Runtime
@@ -97,6 +97,7 @@ class Daemon:
         self._worker = batches.Worker(rt)
         self._dispatcher = outbox.Dispatcher(rt)
         self._committer = GroupCommitter(rt.sessions, rt.clock)
+        self._bounce_address_ok = wiring.bounce_address_ok(rt)
         self._leader = Leadership(rt.engine)
         self.imap: ImapService | None = None
 
@@ -112,8 +113,15 @@ class Daemon:
             if not listener.listen:
                 continue
             host, port = parse_hostport(listener.listen)
-            factory, handler = protocol_factory(self.rt, lmtp, self._work.set, self._committer)
-            server = await loop.create_server(self._guard(factory), host, port)
+            factory, handler = protocol_factory(
+                self.rt,
+                lmtp,
+                self._work.set,
+                self._committer,
+                bounce_address_ok=self._bounce_address_ok,
+            )
+            with _listening(name, listener.listen):
+                server = await loop.create_server(self._guard(factory), host, port)
             self._servers.append(server)
             self._handlers.append(handler)
             self.ports[name] = server.sockets[0].getsockname()[1]
@@ -278,7 +286,8 @@ class Daemon:
         await self._http.setup()
         host, port = parse_hostport(self.rt.settings.http.listen)
         site = web.TCPSite(self._http, host, port)
-        await site.start()
+        with _listening("http", self.rt.settings.http.listen):
+            await site.start()
         self.ports["http"] = int(self._http.addresses[0][1])
 
     def _not_ready(self) -> str | None:
@@ -295,7 +304,7 @@ class Daemon:
             if getattr(new, name) != getattr(old, name):
                 log.warning("reload: [%s] changed; it takes effect after a restart", name)
         kept = {name: getattr(old, name) for name in RESTART_ONLY}
-        self.rt.reload(dataclasses.replace(new, **kept))
+        wiring.reload(self.rt, dataclasses.replace(new, **kept))
         logs.configure(self.rt.settings.log)
         log.info("reload: configuration and templates re-read")
 
@@ -345,10 +354,31 @@ class Daemon:
                 await asyncio.wait_for(server.wait_closed(), timeout=1)
 
 
+class ListenError(MailgateError):
+    """A listener cannot open its socket (the port is taken, or not ours to bind)."""
+
+
+@contextlib.contextmanager
+def _listening(name: str, address: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        # asyncio words errno itself ("error while attempting to bind on …"): use the OS's.
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenError(f"cannot listen on {address} ({name}.listen): {why}") from exc
+
+
 async def serve(rt: Runtime, reread: Callable[[], Settings] | None = None) -> None:
-    """Run until SIGTERM or SIGINT; on SIGHUP apply ``reread()``."""
+    """Run until SIGTERM or SIGINT; on SIGHUP apply ``reread()``.
+
+    Raises ``ListenError`` when a listener cannot bind, after closing what had started.
+    """
     daemon = Daemon(rt)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except ListenError:
+        await daemon.stop(timeout=1)
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,11 +2,11 @@
 
 Nothing but envelope checks happens in the session: unknown recipients are refused at
 RCPT (550 5.1.1) — except the VERP return paths of our own automatic mail, whose
-HMAC tag is checked here so bounces reach ``replies.bounces`` — oversized data by
-aiosmtpd's SIZE limit (552), and the message is answered 250 only after ``accept``
-has committed it.  Every failure to store maps to a 4xx in one place — 452 4.3.1
-when the storage is full, 451 4.3.0 otherwise — so a sending MTA keeps the message
-and retries.
+HMAC tag is checked by a test the daemon hands in (ingest knows nothing of replies), so
+bounces reach ``tickets.bounces`` — oversized data by aiosmtpd's SIZE limit (552), and
+the message is answered 250 only after ``accept`` has committed it.  Every failure to
+store maps to a 4xx in one place — 452 4.3.1 when the storage is full, 451 4.3.0
+otherwise — so a sending MTA keeps the message and retries.
 
 A full disk is reported at DATA only, never remembered to refuse later MAIL or RCPT
 commands early: writing the message is the one reliable test of whether it fits (a
@@ -33,11 +33,10 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from mailgate.config import ListenerSettings, Settings
-from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError, StorageFull, TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept
 from mailgate.ingest.committer import GroupCommitter
-from mailgate.replies import verp
+from mailgate.ingest.context import ListenerContext
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +56,18 @@ class IngestHandler:
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: ListenerContext,
         source: str,
         listener: ListenerSettings,
         on_accepted: Callable[[], None] = lambda: None,
         committer: GroupCommitter | None = None,
+        *,
+        bounce_address_ok: Callable[[str], bool],
     ) -> None:
         self.rt = rt
+        # Whether an unknown recipient is the VERP return path of our own mail: the
+        # daemon builds the check (``replies.verp``), so bounces get past RCPT.
+        self.bounce_address_ok = bounce_address_ok
         self.source = source
         self.listener = listener
         self.on_accepted = on_accepted
@@ -96,7 +100,7 @@ class IngestHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if self.rt.settings.queue_for(address) is None and not self._verp(address):
+        if self.rt.settings.queue_for(address) is None and not self.bounce_address_ok(address):
             self._count("rejected")
             return NO_SUCH_USER.format(address=address)
         if len(envelope.rcpt_tos) >= self.listener.max_recipients:
@@ -104,10 +108,6 @@ class IngestHandler:
             return TOO_MANY_RCPTS
         envelope.rcpt_tos.append(address)
         return OK_RCPT
-
-    def _verp(self, address: str) -> bool:
-        local = self.rt.settings.outbound.verp_local_part
-        return verp.parse(address, local, self.rt.verp_key) is not None
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
         raw = envelope.original_content or b""
@@ -187,15 +187,24 @@ class PerRecipientLMTP(LMTP):
 
 
 def protocol_factory(
-    rt: Runtime,
+    rt: ListenerContext,
     lmtp: bool,
     on_accepted: Callable[[], None],
     committer: GroupCommitter | None = None,
+    *,
+    bounce_address_ok: Callable[[str], bool],
 ) -> tuple[Callable[[], SMTP], IngestHandler]:
     """A factory for ``loop.create_server`` and the handler it shares."""
     settings: Settings = rt.settings
     listener = settings.lmtp if lmtp else settings.smtp
-    handler = IngestHandler(rt, "lmtp" if lmtp else "smtp", listener, on_accepted, committer)
+    handler = IngestHandler(
+        rt,
+        "lmtp" if lmtp else "smtp",
+        listener,
+        on_accepted,
+        committer,
+        bounce_address_ok=bounce_address_ok,
+    )
     cls = PerRecipientLMTP if lmtp else SMTP
 
     def factory() -> SMTP:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from mailgate.errors import PermanentError
 from mailgate.parse.bounds import ParseLimits
+from mailgate.parse.charsets import guess_decode
 from mailgate.parse.headers import decode_rfc2047, raw_text, single_line, unfold
 from mailgate.parse.message import Address
 
@@ -39,8 +40,11 @@ def _addr_spec(text: str) -> str | None:
     return f"{match.group(1)}@{match.group(2).lower()}"
 
 
-def _strip_comments(text: str) -> str | None:
-    """Remove simple ``(comments)`` outside quoted strings; None if any is not simple."""
+def _strip_comments(text: str, comments: list[str] | None = None) -> str | None:
+    """Remove simple ``(comments)`` outside quoted strings; None if any is not simple.
+
+    The comments' texts are appended to ``comments`` when given.
+    """
     if "(" not in text and ")" not in text:
         return text
     out: list[str] = []
@@ -59,6 +63,8 @@ def _strip_comments(text: str) -> str | None:
             if end < 0 or "(" in text[i + 1 : end] or "\\" in text[i + 1 : end]:
                 return None
             out.append(" ")
+            if comments is not None:
+                comments.append(text[i + 1 : end])
             i = end + 1
         elif char == ")":
             return None
@@ -89,7 +95,8 @@ def _mailbox(text: str) -> Address | str:
     in an unquoted display name (``victim@a.example<attacker@b.example>``), route
     (``<@r:a@d>``) and group (``g: a@d;``) syntax, domain literals, two angle-addrs.
     """
-    cleaned = _strip_comments(text)
+    comments: list[str] = []
+    cleaned = _strip_comments(text, comments)
     if cleaned is None:
         return "malformed"
     words: list[str] = []  # display-name words, quoted strings already unquoted
@@ -125,28 +132,89 @@ def _mailbox(text: str) -> Address | str:
             i = end
     if angle is None:
         # Without angle brackets the whole value must be one addr-spec.
+        # "jan@firma.example (Jan Kowalski)": the old comment form of a display name.
         address = _addr_spec(cleaned.strip())
-        return Address("", address) if address else "malformed"
+        name = single_line(decode_rfc2047(" ".join(comments), [])) if address else ""
+        return Address(name, address) if address else "malformed"
     address = _addr_spec(angle)
     if address is None or not all(_PHRASE_ATOM.fullmatch(atom) for atom in atoms):
         return "malformed"
     return Address(single_line(decode_rfc2047(" ".join(words), [])), address)
 
 
-def from_identity(raw: str | None, count: int, defects: list[str]) -> Address | None:
-    """The RFC 5322 From, strictly: the only identity source (THREATS.md, "Identity")."""
-    if count == 0:
+# "jan@firma.example." and "<jan@firma.example.>": a root dot some clients leave.
+_TRAILING_DOT = re.compile(r"(@[^\s<>()@,;:\"]+)\.(?=\s*(?:>|\(|$))")
+_DAEMON_NAME = re.compile(r"^\s*(?:[^<>@]*<)?\s*(?:mailer[-_]daemon|postmaster)\s*>?\s*$", re.I)
+
+
+def _name_is_address(value: str) -> str:
+    """``a@b <a@b>``: an unquoted display name that *is* the address (common, and
+    unambiguous: both readings give the same mailbox)."""
+    match = _SAME_TWICE.fullmatch(value)
+    return (
+        f"<{match.group(2)}>"
+        if match and match.group(1).lower() == match.group(2).lower()
+        else value
+    )
+
+
+_SAME_TWICE = re.compile(r"\s*([^\s<>\"(),;:]{1,254})\s*<\s*([^\s<>\"(),;:]{1,254})\s*>\s*")
+# Cosmetic defects that leave exactly one possible mailbox: each repair is tried alone.
+_REPAIRS = (
+    (lambda v: _TRAILING_DOT.sub(r"\1", v), "from:domain-trailing-dot"),
+    (lambda v: v.rstrip().rstrip(",;").rstrip(), "from:trailing-separator"),
+    (_name_is_address, "from:name-is-address"),
+    (
+        lambda v: f"{v.rstrip()}>" if v.count("<") == 1 and ">" not in v else v,
+        "from:unclosed-angle",
+    ),
+)
+
+
+def _cosmetic_repair(value: str) -> tuple[Address, str] | None:
+    for repair, defect in _REPAIRS:
+        repaired = repair(value)
+        if repaired != value:
+            result = _mailbox(repaired)
+            if isinstance(result, Address):
+                return result, defect
+    return None
+
+
+def from_identity(
+    values: list[str], defects: list[str], hints: tuple[str, ...] = ()
+) -> Address | None:
+    """The RFC 5322 From, strictly: the only identity source (THREATS.md, "Identity").
+
+    Strict against ambiguity, not against cosmetics: two From headers naming different
+    mailboxes are refused, the same mailbox twice is one identity (with a defect); a
+    trailing root dot and a raw 8-bit display name beside an ASCII address are defects
+    that keep the identity.  ``values`` are the raw From headers in message order.
+    """
+    if not values:
         defects.append("from:missing")
         return None
-    if count > 1:
+    if len(values) == 1:
+        return _one_from(values[0], defects, hints)
+    found = [_one_from(value, [], hints) for value in values]
+    first = found[0]
+    if first is None or any(other is None or other.address != first.address for other in found):
         defects.append("from:multiple-headers")
         return None
+    defects.append("from:duplicate-header")
+    return first
+
+
+def _one_from(raw: str, defects: list[str], hints: tuple[str, ...]) -> Address | None:
     data = str(raw).encode("utf-8", "surrogateescape")
+    eight_bit = False
     try:
         value = data.decode("utf-8")
     except UnicodeDecodeError:
-        defects.append("from:malformed")  # 8-bit junk in the identity header
-        return None
+        # 8-bit bytes of a legacy charset: an identity only if they are all in the
+        # display name and the address itself is plain ASCII (checked below).
+        value = guess_decode(data, hints)[0]
+        eight_bit = True
     value = unfold(value)
     if not value.strip():
         defects.append("from:missing")
@@ -154,10 +222,25 @@ def from_identity(raw: str | None, count: int, defects: list[str]) -> Address | 
     if any(ch in value for ch in "\r\n\x00"):
         defects.append("from:malformed")
         return None
+    if _DAEMON_NAME.match(value):
+        # "MAILER-DAEMON" without a domain: a bounce signal (autoreply reads the
+        # header), never an identity.
+        defects.append("from:mailer-daemon")
+        return None
     result = _mailbox(value)
     if isinstance(result, str):
-        defects.append(f"from:{result}")
-        return None
+        repaired = _cosmetic_repair(value)
+        if repaired is None:
+            defects.append(f"from:{result}")
+            return None
+        result, defect = repaired
+        defects.append(defect)
+    if eight_bit:
+        local = data.rpartition(b"<")[2] if b"<" in data else data
+        if not result.name or not local.isascii() or not result.address.isascii():
+            defects.append("from:malformed")  # 8-bit junk in the address itself
+            return None
+        defects.append("from:8bit-name")
     if "@" in result.name or "<" in result.name:
         # Unambiguous per RFC 5322 (the address is the angle-addr), but the display
         # name impersonates an address: keep it, flag it, show the address in the UI.
@@ -198,12 +281,16 @@ def _split_addresses(value: str) -> Iterator[str]:
 
 
 def address_list(
-    raw: str | None, header: str, limits: ParseLimits, defects: list[str]
+    raw: str | None,
+    header: str,
+    limits: ParseLimits,
+    defects: list[str],
+    hints: tuple[str, ...] = (),
 ) -> tuple[Address, ...]:
     """Best-effort addresses of To/Cc/Reply-To: these are never identities."""
     if raw is None:
         return ()
-    value = raw_text(raw, defects)
+    value = raw_text(raw, defects, hints)
     found: list[Address] = []
     skipped = False
     for piece in _split_addresses(value):

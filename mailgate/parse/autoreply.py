@@ -31,51 +31,62 @@ from collections.abc import Iterable
 
 from flufl.bounce import all_failures
 
+from mailgate.parse.bouncebody import (
+    BOUNCE_SUBJECT,
+    DELAY_SUBJECT,
+    body_recipients,
+    body_status,
+    report_kind,
+    ses_notification,
+)
 from mailgate.parse.message import Bounce, Classification, Kind, ParsedMessage
 
-_BOUNCE_SUBJECT = re.compile(
-    r"undelivered\s+mail|delivery\s+status\s+notification|mail\s+delivery\s+fail"
-    r"|undeliverable|undelivered|returned\s+mail|failure\s+notice|delivery\s+failure"
-    r"|delivery\s+has\s+failed|could\s+not\s+be\s+delivered|delayed\s+mail"
-    r"|unzustellbar|nicht\s+zustellbar|nedoručiteľn|nedoručiteln|niedostarczaln"
-    r"|nie\s+dostarczono|не\s+доставлено|недоставленное|не\s+удалось\s+доставить",
-    re.IGNORECASE,
-)
 # Anchored at the start: "Autoreply not working" is a customer's question, not an
 # automatic reply, but "Automatic reply: <original subject>" is Exchange's prefix.
+# Reply and forward prefixes and list tags may precede it: "Re: Out of office".
 _AUTOREPLY_SUBJECT = re.compile(
-    r"^\s*(?:"
+    r"^\s*(?:(?:re|aw|sv|vs|antw|odp|fw|fwd|wg|tr|rv|r|ha|на|ответ)\s?:\s*|\[[^\[\]]{0,40}\]\s*)"
+    r"{0,4}(?:"
     r"automatic\s+reply|auto[\s-]?reply|auto[\s-]?response|out\s+of\s+(?:the\s+)?office"
-    r"(?:\s+auto[\s-]?reply)?|abwesenheitsnotiz|automatische\s+antwort"
+    r"(?:\s+auto[\s-]?reply)?|abwesenheitsnotiz|automatische\s+antwort|abwesend"
+    r"|réponse\s+automatique|absence|risposta\s+automatica|fuori\s+ufficio"
+    r"|respuesta\s+automática|fuera\s+de\s+la\s+oficina|automatisch\s+antwoord|afwezig"
+    r"|resposta\s+automática|fora\s+do\s+escritório|frånvaro|fraværende|poissa"
+    r"|on\s+vacation|vacation\s+reply|away\s+from\s+(?:the\s+)?office|自動応答|自动回复"
+    r"|nepřítomnost|neprítomnosť"
     r"|odpowied[źz]\s+automatyczna|automatyczna\s+odpowied[źz]|nieobecno[śs][ćc]"
     r"|automatick[áa]\s+odpove[ďd]|automatick[áa]\s+odpov[ěe]ď|mimo\s+kancel[áa]ri[ea]"
     r"|mimo\s+kancel[áa][řr]|автоответ|автоматический\s+ответ|нет\s+на\s+месте"
-    r")(?:\s*[:\-–(]|\s*$)",
+    r")(?:\s*[:\-–(]|\s*$|\s+(?:until|till|from|through|bis|vom|jusqu|du|al|hasta|desde|fino"
+    r"|do|od|до|с|\d))",
     re.IGNORECASE,
 )
 _NOREPLY_LOCAL = re.compile(
     r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer[-_.]?daemon)(?:[-+._].*)?$", re.IGNORECASE
 )
-_DAEMON_LOCALS = frozenset({"mailer-daemon", "postmaster", "mailer_daemon"})
+_DAEMON_LOCALS = frozenset(
+    {"mailer-daemon", "mailer_daemon", "mailerdaemon", "mail-daemon", "maildaemon"}
+    | {"postmaster", "post_master", "post-master", "mdaemon"}
+)
+# Mailboxes that send reports but also other mail: a bounce from them must say so in
+# its body (a vendor's "could not be delivered", an SES notification).
+_REPORTING_LOCAL = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|admin|administrator|root|system"
+    r"|microsoftexchange[0-9a-f]{0,40}|bounces?|mail[-_.]?router)(?:[-+._].*)?$",
+    re.IGNORECASE,
+)
 _AUTOREPLY_FLAGS = ("x-autoreply", "x-autorespond", "x-autoreply-from", "x-mail-autoreply")
+_NOT_FAILURES = frozenset({"delayed", "delivered", "relayed", "expanded"})
 _SUPPRESS_TOKENS = frozenset({"all", "autoreply", "oof"})
 # Exchange stamps this on mail an inbox rule acted on: rule auto-replies, but also
 # rule forwards/redirects of a person's mail, so on its own it decides nothing.
 _INFORMATIONAL = frozenset({"x-ms-exchange-inbox-rules-loop"})
+_FORWARD_OR_REPLY = re.compile(
+    r"^\s*(?:re|aw|sv|vs|antw|odp|fw|fwd|wg|tr|rv|r|i|enc|pd|ynt|回复|转发)\s?[:：]", re.IGNORECASE
+)
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-# Bounded quantifiers and disjoint classes keep every body regex linear: the bounce
-# body is sender-controlled and a backtracking pattern would be a CPU-time attack.
-_ADDRESS = (
-    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}"
-)
 _FLUFL_SCAN_BYTES = 64 * 1024
-_SMTP_CODE = re.compile(r"\b[45]\d\d\b")
-# "550 5.1.1 <user@example.com>: Recipient address rejected" and the like.
-_ANGLE_ADDRESS = re.compile(rf"<({_ADDRESS})>")
-# Postfix "<user@example.com>: host … said: …", Exim's indented address alone on its
-# line, old Exchange "user@example.com on <date>".
-_LEADING_ADDRESS = re.compile(rf"\s{{0,20}}<?({_ADDRESS})>?\s*(?::|$|\s+on\s)")
 
 
 def classify(
@@ -108,8 +119,9 @@ def classify(
     kind: Kind = "human"
     bounce = None
     if bounce_reasons:
-        kind = "bounce"
         bounce = _bounce_details(msg, headers, raw, own_addresses)
+        # Only a failure is a bounce; a delay warning or a success report is not.
+        kind = "report" if bounce.action in _NOT_FAILURES else "bounce"
     elif any(r not in _INFORMATIONAL for r in auto_reasons):
         kind = "autoreply"
     elif list_reasons:
@@ -148,19 +160,39 @@ def _bounce_reasons(
 ) -> list[str]:
     if msg.content_type == "multipart/report" and msg.delivery_status is not None:
         return ["dsn:delivery-status"]
-    if sender == "":
-        daemon = "envelope:null"
-    elif sender is not None and _local(sender) in _DAEMON_LOCALS:
-        daemon = "envelope:mailer-daemon"
-    elif _local(from_address) in _DAEMON_LOCALS:
-        daemon = "from:mailer-daemon"
-    else:
+    who = _bounce_sender(msg, sender, from_address)
+    if who is None:
         return []  # a person's mail, whatever its subject or headers say
     if "x-failed-recipients" in headers:  # Exim puts it on its bounces only
-        return [daemon, "x-failed-recipients"]
-    if _BOUNCE_SUBJECT.search(msg.subject):
-        return [daemon, "subject:bounce"]
+        return [who, "x-failed-recipients"]
+    strong = who != "sender:reporting"
+    if not strong and _FORWARD_OR_REPLY.match(msg.subject):
+        return []  # an admin forwarding a bounce to us is asking for help
+    if strong and BOUNCE_SUBJECT.search(msg.subject):
+        return [who, "subject:bounce"]
+    if strong and DELAY_SUBJECT.search(msg.subject):
+        return [who, "subject:delay"]
+    kind = report_kind("", msg.body_text)
+    if kind is not None:
+        return [who, f"body:{kind}"]
+    if isinstance(ses_notification(msg.body_text), Bounce):
+        return [who, "ses:bounce"]
     return []
+
+
+def _bounce_sender(msg: ParsedMessage, sender: str | None, from_address: str) -> str | None:
+    """Why the sender may be a bounce's, or None: a person's mail is never a bounce."""
+    if sender == "":
+        return "envelope:null"
+    if sender is not None and _local(sender) in _DAEMON_LOCALS:
+        return "envelope:mailer-daemon"
+    if _local(from_address) in _DAEMON_LOCALS or "from:mailer-daemon" in msg.defects:
+        return "from:mailer-daemon"
+    if _REPORTING_LOCAL.match(_local(from_address)) or (
+        sender and _REPORTING_LOCAL.match(_local(sender))
+    ):
+        return "sender:reporting"
+    return None
 
 
 def _autoreply_reasons(
@@ -238,8 +270,14 @@ def _bounce_details(
         parsed = parse_delivery_status(msg.delivery_status)
         if parsed.recipients:
             return parsed
+    ses = ses_notification(msg.body_text)
+    if isinstance(ses, Bounce) and ses.recipients:
+        return ses
     failed = [a.strip() for v in headers.get("x-failed-recipients", ()) for a in v.split(",")]
-    return _guess_bounce(msg, raw, own, [a for a in failed if "@" in a])
+    skip = {a.lower() for a in own}
+    if msg.from_:
+        skip.add(msg.from_.address.lower())
+    return _guess_bounce(msg, raw, frozenset(skip), [a for a in failed if "@" in a])
 
 
 def parse_delivery_status(text: str) -> Bounce:
@@ -290,13 +328,13 @@ def _dsn_address(value: str | None) -> str | None:
 
 
 def _guess_bounce(
-    msg: ParsedMessage, raw: bytes | None, own: frozenset[str], failed: list[str]
+    msg: ParsedMessage, raw: bytes | None, skip: frozenset[str], failed: list[str]
 ) -> Bounce:
-    """Non-standard bounce: X-Failed-Recipients, flufl.bounce on the raw bytes, then a
-    body regex."""
+    """Non-standard bounce: X-Failed-Recipients, flufl.bounce on the raw bytes, then
+    the report formats of ``bouncebody``."""
     permanent: list[str] = list(failed)
     temporary: list[str] = []
-    if raw is not None:
+    if raw is not None and not permanent:
         # Heuristic third-party detectors on hostile input: a crash in one of them
         # must cost us the guess, not the message.
         with contextlib.suppress(Exception):
@@ -305,8 +343,7 @@ def _guess_bounce(
             temp, perm = all_failures(email.message_from_bytes(raw[:_FLUFL_SCAN_BYTES]))
             temporary = sorted(a.decode("ascii", "replace") for a in temp)
             permanent += sorted(a.decode("ascii", "replace") for a in perm)
-    found = [*permanent, *temporary] or _addresses_in_body(msg.body_text)
-    skip = {a.lower() for a in own}
+    found = [*permanent, *temporary] or body_recipients(msg.body_text)
     recipients = tuple(
         dict.fromkeys(
             _normalize(a)
@@ -314,37 +351,26 @@ def _guess_bounce(
             if a.lower() not in skip and _local(a) not in _DAEMON_LOCALS
         )
     )
-    status_match = _STATUS.search(msg.body_text)
-    status = status_match.group(1) if status_match else None
-    diagnostic = None
-    if status_match:
-        start = msg.body_text.rfind("\n", 0, status_match.start()) + 1
-        end = msg.body_text.find("\n", status_match.end())
-        line = msg.body_text[start : end if end >= 0 else None]
-        diagnostic = " ".join(line.split())[:300] or None
-    if permanent:
-        action: str | None = "failed"
+    status, diagnostic = body_status(msg.body_text)
+    kind = report_kind(msg.subject, msg.body_text)
+    action: str | None
+    if kind == "delay" and not (status or "").startswith("5"):
+        action = "delayed"
+        if status is None or status.startswith("2"):
+            status = status if status and status.startswith("4") else None
+    elif permanent:
+        action = "failed"
     elif temporary:
         action = "delayed"
     elif status:
         action = "failed" if status.startswith("5") else "delayed"
+    elif kind == "failure":
+        action = "failed"
     else:
         action = None
     return Bounce(recipients, status, action, diagnostic)
 
 
-def _addresses_in_body(text: str) -> list[str]:
-    found: list[str] = []
-    # The diagnostic is at the top; the returned message follows it.
-    for line in text[:20000].splitlines():
-        line = line[:1000]
-        if _SMTP_CODE.search(line):
-            found.extend(_ANGLE_ADDRESS.findall(line))
-        if leading := _LEADING_ADDRESS.match(line):
-            found.append(leading.group(1))
-    return found
-
-
 def _normalize(address: str) -> str:
     local, _, domain = address.strip().strip("<>").rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return f"{local}@{domain.lower().rstrip('.')}"  # "delivered to a@b." ends a sentence

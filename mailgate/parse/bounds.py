@@ -28,6 +28,27 @@ class ParseLimits:
 DEFAULT_LIMITS = ParseLimits()
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# A header field name (RFC 5322 2.2: printable ASCII but ":"), or an mbox "From " line.
+_FIRST_LINE = re.compile(rb"(?:[!-9;-~]{1,200}[ \t]*:|From )")
+# Bytes no text ever holds: NUL and the C0 controls but TAB, LF, FF, CR and ESC.
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_SNIFF = 4096
+
+
+def check_is_mail(raw: bytes) -> None:
+    """Refuse input that is not a mail message at all: no header field where the
+    message begins, and binary bytes (an image, an archive, random junk) in its start.
+
+    Text without headers is still read leniently: a pasted body is a message with
+    defects, a ZIP file is not a message.
+    """
+    if _FIRST_LINE.match(raw.lstrip(b"\r\n")[:256]) and not raw[:1].isspace():
+        return
+    start = raw[:_SNIFF]
+    if not start.strip():
+        raise PermanentError("not-mail", "empty input")
+    if len(_BINARY.findall(start)) * 50 > len(start) or b"\x00" in start:
+        raise PermanentError("not-mail", "no header fields and binary content")
 
 
 def check_header_section(raw: bytes, limits: ParseLimits) -> None:

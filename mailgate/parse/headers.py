@@ -16,7 +16,9 @@ from typing import Any
 
 from mailgate.parse.charsets import decode_bytes, guess_decode
 
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# The payload may hold spaces: older clients write "=?utf-8?Q?Hello World?=" (invalid,
+# but the stdlib decodes it and so do we).  "?" ends it, so the scan stays linear.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 
 
 def _encoded_word_bytes(encoding: str, payload: str) -> bytes | None:
@@ -32,7 +34,7 @@ def _encoded_word_bytes(encoding: str, payload: str) -> bytes | None:
         return None
 
 
-def decode_rfc2047(value: str, defects: list[str]) -> str:
+def decode_rfc2047(value: str, defects: list[str], hints: tuple[str, ...] = ()) -> str:
     """Decode RFC 2047 encoded-words leniently, in one linear pass.
 
     Adjacent words in the same charset are joined *before* decoding, because senders
@@ -50,7 +52,8 @@ def decode_rfc2047(value: str, defects: list[str]) -> str:
     def flush() -> None:
         nonlocal pending_charset
         if pending_charset is not None:
-            out.append(decode_bytes(bytes(pending), pending_charset, defects, "header"))
+            data = bytes(pending)
+            out.append(decode_bytes(data, pending_charset, defects, "header", hints))
             pending.clear()
             pending_charset = None
 
@@ -61,7 +64,10 @@ def decode_rfc2047(value: str, defects: list[str]) -> str:
             flush()
             out.append(between)
         charset = match.group(1).split("*", 1)[0].lower()  # drop RFC 2231 language
-        data = _encoded_word_bytes(match.group(2), match.group(3))
+        payload = match.group(3)
+        if " " in payload and match.group(2) in "bB":
+            payload = payload.replace(" ", "")
+        data = _encoded_word_bytes(match.group(2), payload)
         if data is None:
             flush()
             out.append(match.group(0))
@@ -82,24 +88,28 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def raw_text(value: Any, defects: list[str]) -> str:
-    """A compat32 raw header value (8-bit bytes as surrogates) → text, unfolded."""
+def raw_text(value: Any, defects: list[str], hints: tuple[str, ...] = ()) -> str:
+    """A compat32 raw header value (8-bit bytes as surrogates) → text, unfolded.
+
+    ``hints`` are the charsets the message declares: raw 8-bit header text is almost
+    always in the charset of its own body.
+    """
     if not isinstance(value, str):
         value = str(value)
     data = value.encode("utf-8", "surrogateescape")
-    if data.isascii():
+    if data.isascii() and "\x1b" not in value:
         text = value
     else:
         # RFC 6532 allows UTF-8 in headers; anything else is undeclared 8-bit junk.
-        text, guessed = guess_decode(data)
+        text, guessed = guess_decode(data, hints)
         if guessed:
             defects.append("header:undeclared-8bit")
     return unfold(text)
 
 
-def header_text(value: Any, defects: list[str]) -> str:
+def header_text(value: Any, defects: list[str], hints: tuple[str, ...] = ()) -> str:
     """Decoded, unfolded text of one raw header value."""
-    return decode_rfc2047(raw_text(value, defects), defects)
+    return decode_rfc2047(raw_text(value, defects, hints), defects, hints)
 
 
 def single_line(text: str) -> str:

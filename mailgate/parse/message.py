@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-Kind = Literal["human", "autoreply", "bounce", "list", "other"]
+# "report": a delivery status notification that is not a failure (delayed, delivered,
+# relayed, expanded) — never a bounce, never a reason to suppress an address.
+Kind = Literal["human", "autoreply", "bounce", "report", "list", "other"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,26 +28,54 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import Any
 
-import inscriptis
-import nh3
-
 from mailgate.errors import PermanentError
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.charsets import decode_bytes
 from mailgate.parse.headers import header_text, raw_text
+from mailgate.parse.markup import MAX_HTML_DEPTH, html_depth_exceeds, html_to_text, sanitize_html
 from mailgate.parse.message import Attachment
+from mailgate.parse.uuencode import split_uuencoded
+
+# Re-exported: these lived here before the HTML helpers got their own module.
+__all__ = [
+    "MAX_HTML_DEPTH",
+    "Body",
+    "children",
+    "declared_charsets",
+    "decoded_payload",
+    "display_filename",
+    "html_depth_exceeds",
+    "html_to_text",
+    "sanitize_html",
+    "walk",
+]
 
 _MAX_FILENAME = 200
 
 
 @dataclass(slots=True)
 class Body:
-    """What ``walk`` picked: the body parts (None when absent) and every other leaf."""
+    """What ``walk`` picked: the body text and HTML (None when absent) and every other leaf.
+
+    ``text`` is every inline text part in order (an empty text/plain beside HTML does
+    not count); ``from_html`` says it is the HTML's text because the mail had no plain
+    text, so the reply can be cut from the HTML's quote containers instead.
+    """
 
     text: str | None = None
     html: str | None = None
     delivery_status: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
+    from_html: bool = False
+
+
+@dataclass(slots=True)
+class _Segment:
+    """One inline text part: "plain" or "html", inside which multipart/alternative."""
+
+    kind: str
+    group: int | None
+    text: str
 
 
 def children(part: Message) -> list[Message]:
@@ -74,24 +102,58 @@ def check_tree(msg: Message, limits: ParseLimits) -> None:
             stack.extend((child, depth + 1) for child in nested)
 
 
-def walk(msg: Message, limits: ParseLimits, defects: list[str]) -> Body:
+_MAX_HINTS = 4
+
+
+def declared_charsets(msg: Message) -> tuple[str, ...]:
+    """The charsets the message's text parts declare, in order (hints for guesses:
+    raw 8-bit headers and unlabelled parts are nearly always in the same charset)."""
+    found: list[str] = []
+    stack = [msg]
+    seen = 0
+    while stack and seen < 100:
+        part = stack.pop()
+        seen += 1
+        nested = children(part)
+        if nested:
+            stack.extend(reversed(nested))
+            continue
+        try:
+            charset = part.get_content_charset(None)
+        except (LookupError, ValueError, UnicodeError):
+            charset = None
+        if charset and charset not in ("us-ascii", "ascii", "utf-8") and charset not in found:
+            found.append(charset)
+            if len(found) >= _MAX_HINTS:
+                break
+    return tuple(found)
+
+
+def walk(
+    msg: Message, limits: ParseLimits, defects: list[str], hints: tuple[str, ...] = ()
+) -> Body:
     """Pick body parts and attachments from the tree, iteratively (no recursion).
 
-    The first inline text/plain is the body and the first inline text/html its HTML;
-    every other leaf is an attachment (inline images included), so nothing is lost.
-    Embedded messages are attached whole as ``message.eml`` and not searched for text.
+    Every inline text/plain part is body text, in message order (Apple Mail and phones
+    put text, an inline image and more text side by side); of a multipart/alternative
+    the plain text counts unless it is empty, then the HTML.  The first inline
+    text/html is the HTML; every other leaf is an attachment (inline images included),
+    so nothing is lost.  Embedded messages are attached whole, named by their declared
+    file name or their Subject, and never searched for text or attachments.
     """
     check_tree(msg, limits)
     body = Body()
+    segments: list[_Segment] = []
     is_dsn = msg.get_content_type() == "multipart/report" and collapse_rfc2231_value(
         msg.get_param("report-type", "delivery-status")
     ).lower() in ("delivery-status", "global-delivery-status")
-    stack: list[Message] = [msg]
+    stack: list[tuple[Message, int | None]] = [(msg, None)]
     while stack:
-        part = stack.pop()
+        part, group = stack.pop()
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "message/global"):
-            body.attachments.append(_attachment(part, ctype, "message.eml", embedded=True))
+            name = _embedded_name(part, defects, hints)
+            body.attachments.append(_attachment(part, ctype, name, embedded=True))
         elif ctype in ("message/delivery-status", "message/global-delivery-status"):
             report = _delivery_status_text(part, defects)
             if is_dsn and body.delivery_status is None:
@@ -99,29 +161,83 @@ def walk(msg: Message, limits: ParseLimits, defects: list[str]) -> Body:
             else:  # outside a DSN it is just data: keep it
                 body.attachments.append(_text_attachment(report, ctype, "delivery-status.txt"))
         elif part.is_multipart():
-            stack.extend(reversed(children(part)))  # popped in message order
+            inner = id(part) if ctype == "multipart/alternative" else group
+            stack.extend((child, inner) for child in reversed(children(part)))
         else:
-            filename = _filename(part, defects)
-            # A single-part message is its own body even if its type names a file.
-            named = bool(filename) and part is not msg
-            inline = part.get_content_disposition() != "attachment" and not named
-            # A multipart the parser could not split (no boundary) is shown as text.
-            as_text = ctype == "text/plain" or ctype.startswith("multipart/")
-            if inline and as_text and body.text is None:
-                body.text = _part_text(part, defects)
-            elif inline and ctype == "text/html" and body.html is None:
-                body.html = _part_text(part, defects)
-            else:
-                name = display_filename(filename)
-                body.attachments.append(_attachment(part, ctype, name, embedded=False))
+            _leaf(part, part is msg, group, body, segments, defects, hints)
+    body.text, body.from_html = _compose(segments)
     return body
 
 
-def _part_text(part: Message, defects: list[str]) -> str:
+def _leaf(
+    part: Message,
+    top: bool,
+    group: int | None,
+    body: Body,
+    segments: list[_Segment],
+    defects: list[str],
+    hints: tuple[str, ...],
+) -> None:
+    ctype = part.get_content_type()
+    filename = _filename(part, defects, hints)
+    # A single-part message is its own body even if its type names a file.
+    named = bool(filename) and not top
+    inline = part.get_content_disposition() != "attachment" and not named
+    # A multipart the parser could not split (no boundary) is shown as text.
+    as_text = ctype == "text/plain" or ctype.startswith("multipart/")
+    if inline and as_text:
+        text, encoded = split_uuencoded(_part_text(part, defects, hints))
+        for name, data in encoded:
+            body.attachments.append(_bytes_attachment(data, display_filename(name)))
+        segments.append(_Segment("plain", group, text))
+    elif inline and ctype == "text/html":
+        html = _part_text(part, defects, hints)
+        if body.html is None:
+            body.html = html
+        segments.append(_Segment("html", group, html))
+    else:
+        name = display_filename(filename)
+        body.attachments.append(_attachment(part, ctype, name, embedded=False))
+
+
+def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
+    """The body text from the inline text parts, and whether it is the HTML's text."""
+    if not segments:
+        return None, False
+    plain_anywhere = any(s.kind == "plain" and s.text.strip() for s in segments)
+    chosen: list[str] = []
+    done: set[int] = set()
+    from_html = False
+    for segment in segments:
+        if segment.group is None:
+            if segment.kind == "plain":
+                chosen.append(segment.text)
+            elif not plain_anywhere:
+                chosen.append(html_to_text(segment.text))
+                from_html = True
+            continue
+        if segment.group in done:
+            continue
+        done.add(segment.group)
+        members = [s for s in segments if s.group == segment.group]
+        plain = [s.text for s in members if s.kind == "plain"]
+        if any(text.strip() for text in plain):
+            chosen.extend(plain)
+        else:
+            chosen.extend(html_to_text(s.text) for s in members if s.kind == "html")
+            from_html = True
+    texts = [text.strip("\n") for text in chosen if text.strip()]
+    if not texts:
+        # Only empty parts: an empty body, as a single empty part has always been.
+        return ("" if any(s.kind == "plain" for s in segments) else None), False
+    return "\n\n".join(texts), from_html and len(texts) == 1
+
+
+def _part_text(part: Message, defects: list[str], hints: tuple[str, ...] = ()) -> str:
     data = decoded_payload(part)
     if not isinstance(data, bytes):
         return ""
-    text = decode_bytes(data, part.get_content_charset(None), defects, "body")
+    text = decode_bytes(data, part.get_content_charset(None), defects, "body", hints)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -134,6 +250,12 @@ def _delivery_status_text(part: Message, defects: list[str]) -> str:
     for block in children(part):
         lines = [f"{name}: {raw_text(value, defects)}" for name, value in block.raw_items()]
         blocks.append("\n".join(lines))
+        rest = block.get_payload(decode=True) if not block.is_multipart() else None
+        if isinstance(rest, bytes) and rest.strip():
+            # message/global-delivery-status is parsed as one message: the per-message
+            # block as its header, the per-recipient blocks (UTF-8, RFC 6533) as its body.
+            text = decode_bytes(rest, "utf-8", defects, "delivery-status")
+            blocks.append(text.replace("\r\n", "\n").strip("\n"))
     return "\n\n".join(blocks)
 
 
@@ -203,6 +325,11 @@ def _decode_b(encoded: bytes) -> tuple[bytes, list[MessageDefect]]:
         return encoded, [InvalidBase64LengthDefect()]
 
 
+def _bytes_attachment(data: bytes, filename: str) -> Attachment:
+    digest = hashlib.sha256(data).hexdigest()
+    return Attachment(filename, "application/octet-stream", len(data), digest, data)
+
+
 def _text_attachment(text: str, ctype: str, filename: str) -> Attachment:
     data = text.encode("utf-8", "surrogateescape")
     digest = hashlib.sha256(data).hexdigest()
@@ -238,13 +365,79 @@ def _flatten(msg: Message) -> bytes:
     return head.encode("utf-8", "surrogateescape") + b"\r\n" + body
 
 
-def _filename(part: Message, defects: list[str]) -> str:
+def _filename(part: Message, defects: list[str], hints: tuple[str, ...] = ()) -> str:
+    """The sender's file name in any form: RFC 2231 (with or without a charset, or
+    continuations), RFC 2047 encoded-words (invalid there, universal in practice) or
+    raw 8-bit bytes in the message's charset."""
+    raw = _raw_filename(part, hints)
+    if raw is not None:
+        return header_text(raw, defects, hints)
     try:
         name = part.get_filename()  # RFC 2231 continuations and charsets
     except (LookupError, UnicodeError, ValueError):
         defects.append("attachment:bad-filename")
         return ""
-    return header_text(name, defects) if name else ""
+    return header_text(name, defects, hints) if name else ""
+
+
+_PARAM = re.compile(
+    r"""(?:^|;)\s*(filename|name)(\*\d+)?(\*)?\s*=\s*("(?:[^"\\]|\\.){0,1000}"|[^;\s]{0,1000})""",
+    re.IGNORECASE,
+)
+
+
+def _raw_filename(part: Message, hints: tuple[str, ...]) -> str | None:
+    """The file name read from the raw header, where the stdlib gets it wrong: raw
+    8-bit bytes (it replaces them with U+FFFD) and RFC 2231 values without a charset
+    (it reads them as ASCII).  None: leave it to the stdlib."""
+    for header in ("content-disposition", "content-type"):
+        value = next((str(v) for k, v in part.raw_items() if k.lower() == header), None)
+        if value is None or (value.isascii() and "*=''" not in value):
+            continue
+        want = "filename" if header == "content-disposition" else "name"
+        pieces: dict[int, tuple[bool, str]] = {}
+        for match in _PARAM.finditer(value.replace("\r\n", "").replace("\n", "")):
+            if match.group(1).lower() != want:
+                continue
+            index = int(match.group(2)[1:]) if match.group(2) else 0
+            text = match.group(4)
+            if text.startswith('"'):
+                text = re.sub(r"\\(.)", r"\1", text[1:-1])
+            pieces.setdefault(index, (bool(match.group(3)), text))
+        if pieces:
+            return _join_rfc2231([pieces[i] for i in sorted(pieces)], hints)
+    return None
+
+
+def _join_rfc2231(pieces: list[tuple[bool, str]], hints: tuple[str, ...]) -> str:
+    """Join RFC 2231 continuations; percent-encoded pieces are bytes in the charset the
+    first piece names (guessed when it names none or an unknown one)."""
+    charset = ""
+    data = bytearray()
+    for position, (encoded, text) in enumerate(pieces):
+        if encoded and position == 0 and text.count("'") >= 2:
+            charset, _, text = text.split("'", 2)
+        raw = text.encode("utf-8", "surrogateescape")
+        data += _percent_bytes(raw) if encoded else raw
+    return decode_bytes(bytes(data), charset or None, [], "attachment", hints)
+
+
+def _percent_bytes(raw: bytes) -> bytes:
+    return re.sub(rb"%([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), raw)
+
+
+def _embedded_name(part: Message, defects: list[str], hints: tuple[str, ...]) -> str:
+    """A forwarded message's name: its declared file name, else its Subject + ".eml"."""
+    declared = _filename(part, defects, hints)
+    if declared:
+        return display_filename(declared)
+    inner = children(part)
+    subject = inner[0].get("subject") if inner else None
+    if subject:
+        text = " ".join(header_text(str(subject), [], hints).split())[:150]
+        if text:
+            return display_filename(f"{text}.eml")
+    return "message.eml"
 
 
 _UNSAFE_FILENAME_CHARS = re.compile(
@@ -266,77 +459,3 @@ def display_filename(name: str) -> str:
         else:
             name = name[:_MAX_FILENAME]
     return name or "attachment"
-
-
-# --------------------------------------------------------------------------- HTML
-
-
-# How deep HTML elements may nest before the sanitizer is not run at all.  nh3's tree
-# builder costs time quadratic in the depth (30 000 unclosed <div>s: 1.8 s of CPU that
-# no signal can interrupt, 60 000: 7 s); real mail stays far below 100.
-MAX_HTML_DEPTH = 1_000
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^<>]*?(/?)>")
-# Elements that never hold others (void) or that the parser closes by itself when the
-# next one opens: neither makes the tree deeper however many of them there are.
-_FLAT = frozenset(
-    [
-        "area",
-        "base",
-        "br",
-        "col",
-        "embed",
-        "hr",
-        "img",
-        "input",
-        "link",
-        "meta",
-        "param",
-        "source",
-        "track",
-        "wbr",
-        "p",
-        "li",
-        "dt",
-        "dd",
-        "tr",
-        "td",
-        "th",
-        "option",
-    ]
-)
-
-
-def html_depth_exceeds(html: str, limit: int = MAX_HTML_DEPTH) -> bool:
-    """Whether the elements of ``html`` nest deeper than ``limit`` (a linear scan that
-    counts open and close tags, stopping as soon as the limit is passed)."""
-    depth = 0
-    for match in _TAG.finditer(html):
-        closing, name, self_closing = match.groups()
-        if self_closing or name.lower() in _FLAT:
-            continue
-        if closing:
-            depth = max(depth - 1, 0)
-        else:
-            depth += 1
-            if depth > limit:
-                return True
-    return False
-
-
-def sanitize_html(html: str, defects: list[str]) -> str | None:
-    """The HTML body made safe to show (nh3), or None, with a defect, when it nests
-    too deeply to be worth the sanitizer's time; the text comes from ``html_to_text``."""
-    if html_depth_exceeds(html):
-        defects.append("html:too-deep")
-        return None
-    return nh3.clean(html)
-
-
-def html_to_text(html: str) -> str:
-    """Layout-aware text of an HTML-only body (inscriptis), blank-line runs collapsed."""
-    try:
-        text = inscriptis.get_text(html)
-    except (RecursionError, ValueError):
-        text = re.sub(r"<[^<>]*>", " ", html)
-    lines = [line.rstrip() for line in str(text).splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")

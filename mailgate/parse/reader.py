@@ -49,13 +49,15 @@ from mailgate.parse.bounds import (
     DEFAULT_LIMITS,
     ParseLimits,
     check_header_section,
+    check_is_mail,
     check_mime_shape,
 )
 from mailgate.parse.charsets import decode_bytes
 from mailgate.parse.headers import decode_rfc2047, header_date, header_text, msg_ids, single_line
 from mailgate.parse.language import detect_language
+from mailgate.parse.markup import html_to_text, sanitize_html, strip_html_quotes
 from mailgate.parse.message import ParsedMessage
-from mailgate.parse.mime import children, display_filename, html_to_text, sanitize_html, walk
+from mailgate.parse.mime import children, declared_charsets, display_filename, walk
 from mailgate.parse.quotes import strip_quotes
 
 # The helpers are re-exported: this module's public API predates the split.
@@ -79,6 +81,7 @@ _LANGUAGE_SAMPLE = 2000  # characters of subject + text fed to the language heur
 
 def parse(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMessage:
     """Decode one message; raise ``PermanentError`` for input we refuse to handle."""
+    check_is_mail(raw)
     check_header_section(raw, limits)
     check_mime_shape(raw, limits)
     try:
@@ -144,23 +147,27 @@ def _build(msg: Message, library_defects: list[str], limits: ParseLimits) -> Par
     defects: list[str] = []
     raw_headers = list(msg.raw_items())
 
+    hints = declared_charsets(msg)
     headers: list[tuple[str, str]] = []
     first: dict[str, str] = {}  # first raw value per lower-cased name
     counts: dict[str, int] = {}
+    froms: list[str] = []
     for index, (name, value) in enumerate(raw_headers):
         key = name.lower().strip()
         counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, value)
+        if key == "from":
+            froms.append(value)
         if index < _MAX_HEADERS:
-            headers.append((key, single_line(header_text(value, defects))))
+            headers.append((key, single_line(header_text(value, defects, hints))))
     if len(raw_headers) > _MAX_HEADERS:
         defects.append("headers:truncated")
 
-    from_ = from_identity(first.get("from"), counts.get("from", 0), defects)
-    subject = single_line(header_text(first.get("subject", ""), defects))
-    to = address_list(first.get("to"), "to", limits, defects)
-    cc = address_list(first.get("cc"), "cc", limits, defects)
-    reply_to = address_list(first.get("reply-to"), "reply-to", limits, defects)
+    from_ = from_identity(froms, defects, hints)
+    subject = single_line(header_text(first.get("subject", ""), defects, hints))
+    to = address_list(first.get("to"), "to", limits, defects, hints)
+    cc = address_list(first.get("cc"), "cc", limits, defects, hints)
+    reply_to = address_list(first.get("reply-to"), "reply-to", limits, defects, hints)
 
     message_ids = msg_ids(first.get("message-id"))
     message_id = message_ids[0] if message_ids else None
@@ -172,12 +179,12 @@ def _build(msg: Message, library_defects: list[str], limits: ParseLimits) -> Par
     references = _cap_references(msg_ids(first.get("references")))
     date = header_date(first.get("date"), defects)
 
-    body = walk(msg, limits, defects)
+    body = walk(msg, limits, defects, hints)
     body_text = body.text
     if body_text is None:
         body_text = html_to_text(body.html) if body.html is not None else ""
     html = sanitize_html(body.html, defects) if body.html is not None else None
-    text = strip_quotes(body_text)
+    text = _visible_text(body_text, body.html if body.from_html else None)
     language = detect_language(f"{subject}\n{text}"[:_LANGUAGE_SAMPLE])
 
     return ParsedMessage(
@@ -200,6 +207,16 @@ def _build(msg: Message, library_defects: list[str], limits: ParseLimits) -> Par
         content_type=msg.get_content_type(),
         delivery_status=body.delivery_status,
     )
+
+
+def _visible_text(body_text: str, html: str | None) -> str:
+    """What the author wrote: from the HTML without its quote containers when the body
+    is the HTML's text, else (or when that leaves nothing) from the plain text."""
+    if html is not None:
+        text = strip_quotes(html_to_text(strip_html_quotes(html))).strip()
+        if text:
+            return text
+    return strip_quotes(body_text)
 
 
 def _cap_references(ids: list[str]) -> tuple[str, ...]:

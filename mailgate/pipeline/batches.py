@@ -21,9 +21,9 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError
 from mailgate.pipeline import gather, policy
+from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import BudgetExceeded, Evidence, FactsConfig, Job
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import InboundMessage
@@ -55,7 +55,7 @@ class Worker:
     the worker releases them itself as soon as the database answers again.
     """
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: PipelineContext) -> None:
         self.rt = rt
         self.unsettled: dict[int, int] = {}  # inbound id → attempts at claim time
 
@@ -96,12 +96,12 @@ class Worker:
         self.unsettled.clear()
 
 
-def run_pending(rt: Runtime, limit: int = 20) -> int:
+def run_pending(rt: PipelineContext, limit: int = 20) -> int:
     """One batch by a short-lived worker (tests, ``mailgate drain``)."""
     return Worker(rt).run_pending(limit)
 
 
-def claim(rt: Runtime, limit: int) -> list[Claimed]:
+def claim(rt: PipelineContext, limit: int) -> list[Claimed]:
     now = rt.clock()
     lease = timedelta(seconds=rt.settings.processing.lease_seconds)
     with rt.sessions.begin() as session:
@@ -142,7 +142,7 @@ def claim(rt: Runtime, limit: int) -> list[Claimed]:
     return claimed
 
 
-def facts_config(rt: Runtime) -> FactsConfig:
+def facts_config(rt: PipelineContext) -> FactsConfig:
     return FactsConfig(
         limits=rt.parse_limits,
         own_addresses=gather.own_addresses(rt),
@@ -152,12 +152,12 @@ def facts_config(rt: Runtime) -> FactsConfig:
     )
 
 
-def process(rt: Runtime, item: Claimed) -> None:
+def process(rt: PipelineContext, item: Claimed) -> None:
     """Process one claimed message (a batch of one)."""
     process_batch(rt, [item])
 
 
-def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
+def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
     """Process claimed messages: facts for all first, then one transaction.
 
     Each message is applied inside its own savepoint, so one that fails rolls back alone
@@ -230,7 +230,7 @@ def process_batch(rt: Runtime, batch: list[Claimed]) -> None:
 
 def _decide_and_apply(
     session: Session,
-    rt: Runtime,
+    rt: PipelineContext,
     item: Claimed,
     ev: Evidence,
     external_accounts: tuple[directory.AccountSpec, ...] = (),
@@ -267,7 +267,7 @@ def _inbound_row(session: Session, inbound_id: int) -> InboundMessage | None:
 
 
 def _record_failure(
-    session: Session, rt: Runtime, item: Claimed, exc: BaseException, permanent: bool
+    session: Session, rt: PipelineContext, item: Claimed, exc: BaseException, permanent: bool
 ) -> str:
     """Record a failed attempt; return "Quarantine" when the message was quarantined."""
     p = rt.settings.processing

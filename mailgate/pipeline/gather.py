@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.parse.message import ParsedMessage
 from mailgate.pipeline import policy, priority
+from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import Evidence
 from mailgate.store.models import Article, InboundMessage, Operator, Ticket
 from mailgate.tickets import bounces, challenges, commands, correlate, operators
@@ -45,7 +45,7 @@ class Gathered:
 
 def gather(
     session: Session,
-    rt: Runtime,
+    rt: PipelineContext,
     item: Claimed,
     row: InboundMessage,
     ev: Evidence,
@@ -78,7 +78,7 @@ def gather(
     # A bounce or auto-reply to our mail belongs with the mail that caused it (VERP
     # address, or our Message-ID in the returned copy), even without In-Reply-To.
     origin = None
-    if ev.classification.kind in ("bounce", "autoreply"):
+    if ev.classification.kind in ("bounce", "report", "autoreply"):
         origin = bounces.find_origin(session, rt, item.rcpt_to, item.raw, own_domains(rt))
         if threading.match is None and origin is not None:
             threading = origin.threading() or threading
@@ -127,7 +127,7 @@ def gather(
 
 def _matched(
     session: Session,
-    rt: Runtime,
+    rt: PipelineContext,
     threading: correlate.Threading,
     operator: Operator | None,
     parsed: ParsedMessage,
@@ -150,7 +150,7 @@ def _matched(
     return thread, block
 
 
-def route(rt: Runtime, recipients: tuple[str, ...]) -> tuple[str, str]:
+def route(rt: PipelineContext, recipients: tuple[str, ...]) -> tuple[str, str]:
     """The queue and helpdesk address a message was sent to.
 
     Envelope recipients come first and decide; a pipe delivery without them falls
@@ -165,11 +165,11 @@ def route(rt: Runtime, recipients: tuple[str, ...]) -> tuple[str, str]:
     return queue, first.lower()
 
 
-def own_addresses(rt: Runtime) -> frozenset[str]:
+def own_addresses(rt: PipelineContext) -> frozenset[str]:
     return frozenset(a.lower() for a in rt.settings.helpdesk.queues)
 
 
-def own_domains(rt: Runtime) -> frozenset[str]:
+def own_domains(rt: PipelineContext) -> frozenset[str]:
     return frozenset(a.rpartition("@")[2].lower() for a in rt.settings.helpdesk.queues)
 
 

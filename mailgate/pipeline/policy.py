@@ -72,7 +72,7 @@ def decide(f: Facts) -> Verdict:
 
     if f.duplicate_of is not None:
         return Duplicate(f.duplicate_of, (*hits, "duplicate-delivery"))
-    if kind in ("bounce", "autoreply"):
+    if kind in ("bounce", "report", "autoreply"):
         # RFC 3834: never answer, never reopen; keep it on the ticket it belongs to.
         if match:
             return AppendToTicket(match.ticket_id, internal=True, hits=(*hits, "auto-note"))

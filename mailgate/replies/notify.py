@@ -17,15 +17,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.replies import outbox, tokens
+from mailgate.replies.context import QueueContext
 from mailgate.replies.render import Quoted, Rendered
 from mailgate.store.models import Article, Ticket
 
 
 def send(
     session: Session,
-    rt: Runtime,
+    rt: QueueContext,
     ticket: Ticket,
     *,
     kind: str,

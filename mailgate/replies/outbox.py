@@ -29,9 +29,9 @@ import dkim
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError, TemporaryError
 from mailgate.replies import gates, notes, verp
+from mailgate.replies.context import QueueContext, SendContext
 from mailgate.replies.render import Rendered
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import InboundMessage, OutboxMessage
@@ -47,7 +47,7 @@ OUTAGE_RETRY = timedelta(seconds=60)
 
 def enqueue(
     session: Session,
-    rt: Runtime,
+    rt: QueueContext,
     *,
     kind: str,
     ticket_id: int | None,
@@ -144,7 +144,7 @@ class Dispatcher:
     a probe interval plus that.
     """
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: SendContext) -> None:
         self.rt = rt
         self.unrecorded: _Outcomes | None = None
 
@@ -180,7 +180,7 @@ class Dispatcher:
         return len(claimed) + held
 
 
-def flush(rt: Runtime, limit: int = 100) -> int:
+def flush(rt: SendContext, limit: int = 100) -> int:
     """One pass by a short-lived dispatcher (tests, ``mailgate drain``)."""
     return Dispatcher(rt).flush(limit)
 
@@ -194,7 +194,7 @@ class _Outcomes:
     unreachable: bool  # the relay could not be reached at all: not the mails' fault
 
 
-def _send(rt: Runtime, claimed: list[_Claimed]) -> _Outcomes:
+def _send(rt: SendContext, claimed: list[_Claimed]) -> _Outcomes:
     """Hand each claimed mail to the transport, outside any transaction."""
     health = rt.relay_health
     outcomes: dict[int, BaseException | None] = {}
@@ -221,7 +221,7 @@ def _send(rt: Runtime, claimed: list[_Claimed]) -> _Outcomes:
     return _Outcomes(claimed, outcomes, unreachable)
 
 
-def _signed(rt: Runtime, item: _Claimed) -> bytes:
+def _signed(rt: SendContext, item: _Claimed) -> bytes:
     try:
         return rt.signer.sign(item.raw)
     except dkim.DKIMException as exc:
@@ -230,7 +230,7 @@ def _signed(rt: Runtime, item: _Claimed) -> bytes:
         raise TemporaryError(f"DKIM signing failed: {exc}") from exc
 
 
-def _claim(rt: Runtime, limit: int) -> tuple[list[_Claimed], int]:
+def _claim(rt: SendContext, limit: int) -> tuple[list[_Claimed], int]:
     now = rt.clock()
     with rt.sessions.begin() as session:
         rows = session.scalars(
@@ -269,13 +269,13 @@ def _claim(rt: Runtime, limit: int) -> tuple[list[_Claimed], int]:
     return claimed, held
 
 
-def send_lease(rt: Runtime, batch: int) -> timedelta:
+def send_lease(rt: SendContext, batch: int) -> timedelta:
     """How long claimed rows stay ours: long enough for every message of the batch to
     time out one after the other, so no second sender takes a row still being sent."""
     return SEND_LEASE + timedelta(seconds=rt.settings.outbound.timeout * batch)
 
 
-def _record(rt: Runtime, outcomes: _Outcomes) -> None:
+def _record(rt: SendContext, outcomes: _Outcomes) -> None:
     claimed = outcomes.claimed
     out = rt.settings.outbound
     now = rt.clock()

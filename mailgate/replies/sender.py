@@ -115,7 +115,7 @@ class SmtpRelayTransport:
         tls: str = "starttls",
         timeout: float = 30,
         username: str = "",
-        password_env: str = "",
+        password: str = "",
         local_hostname: str | None = None,
     ) -> None:
         self.host = host
@@ -123,7 +123,7 @@ class SmtpRelayTransport:
         self.tls = tls
         self.timeout = timeout
         self.username = username
-        self.password_env = password_env
+        self.password = password  # read from outbound.password_env at wiring time
         self.local_hostname = local_hostname
         self._context: ssl.SSLContext | None = None
 
@@ -154,7 +154,7 @@ class SmtpRelayTransport:
                 if self.tls == "starttls":
                     client.starttls(context=context)
             if self.username:
-                client.login(self.username, os.environ.get(self.password_env, ""))
+                client.login(self.username, self.password)
         except (OSError, smtplib.SMTPException) as exc:
             if client is not None:
                 client.close()  # a refused STARTTLS or login must not leak the socket

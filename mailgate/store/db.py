@@ -13,7 +13,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
@@ -43,9 +42,8 @@ WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes of write-ahead log kept after a check
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # The file (and its folder) is made by `mailgate db upgrade` (store.migrate) only:
+    # every other command checks that it exists before it connects.
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")

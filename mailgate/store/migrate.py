@@ -1,25 +1,90 @@
-"""Schema migrations: ``mailgate db upgrade`` and the test that models match them."""
+"""Schema migrations: ``mailgate db upgrade``, and the one test every other command runs
+first — does this database hold the schema this release was written for?
+
+A database that is missing, empty or behind is refused with one line naming
+``mailgate db upgrade``; only that command creates an SQLite file (or its folder).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, inspect, text
 
 from alembic import command
+from mailgate.config.shipped import migrations_dir
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent.parent / "alembic"
+UPGRADE = "run `mailgate db upgrade`"
+VERSION_TABLE = "alembic_version"  # alembic's default, which env.py keeps
 
 
 def alembic_config() -> Config:
+    """Alembic's configuration built in code: the scripts shipped with this install,
+    found from any working directory (no alembic.ini is read)."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    path = sqlite_file(engine)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of an SQLite database (None for PostgreSQL or an in-memory database)."""
+    name = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return None
+    return Path(name)
+
+
+def applied_revisions(conn: Connection) -> set[str]:
+    """The revisions recorded in the database (read directly: alembic's own
+    MigrationContext would log two lines on every command)."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return set()
+    return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """None when the database is at this release's newest revision, else what is wrong
+    (one sentence naming the command that fixes it).
+
+    A missing SQLite file is reported without connecting, which would create it.
+    Connection errors propagate: the caller says "unavailable", not "migrate".
+    """
+    path = sqlite_file(engine)
+    if path is not None and not path.is_file():
+        return f"the database {path} does not exist: {UPGRADE} first"
+    with engine.connect() as conn:
+        current = applied_revisions(conn)
+    scripts = ScriptDirectory.from_config(alembic_config())
+    heads = set(scripts.get_heads())
+    if not heads:
+        return f"no migration scripts found in {migrations_dir()}: the install is incomplete"
+    if current == heads:
+        return None
+    where = engine.url.render_as_string(hide_password=True)
+    if not current:
+        return f"the database {where} has no mailgate schema: {UPGRADE} first"
+    try:
+        for revision in current:
+            scripts.get_revision(revision)
+    except CommandError:
+        return (
+            f"the database {where} is at schema revision {', '.join(sorted(current))}, "
+            "which this release does not know (was it migrated by a newer mailgate?)"
+        )
+    return (
+        f"the database {where} is at schema revision {', '.join(sorted(current))}, this "
+        f"release needs {', '.join(sorted(heads))}: {UPGRADE}"
+    )

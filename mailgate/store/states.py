@@ -11,13 +11,15 @@ from enum import StrEnum
 
 
 class InboundStatus(StrEnum):
-    """``InboundMessage.status``: received → processing → done | retry → … | quarantined."""
+    """``InboundMessage.status``: received → processing → done | retry → … | quarantined;
+    quarantined → dropped when an operator gives up on it (the row stays)."""
 
     RECEIVED = "received"
     PROCESSING = "processing"
     RETRY = "retry"
     DONE = "done"
     QUARANTINED = "quarantined"
+    DROPPED = "dropped"
 
 
 # Waiting for the pipeline: due, or held under a lease.

@@ -20,7 +20,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.parse.language import content_language
 from mailgate.parse.message import Classification, ParsedMessage
 from mailgate.store.models import (
@@ -33,6 +32,7 @@ from mailgate.store.models import (
 )
 from mailgate.store.states import InboundStatus, TicketStatus
 from mailgate.tickets import bounces, challenges, opening, operators
+from mailgate.tickets.context import TicketContext
 from mailgate.tickets.opening import NewTicket
 from mailgate.tickets.verdicts import (
     AnswerChallenge,
@@ -71,7 +71,7 @@ class Context:
     now: datetime
 
 
-def apply(session: Session, rt: Runtime, verdict: Verdict, ctx: Context) -> list[str]:
+def apply(session: Session, rt: TicketContext, verdict: Verdict, ctx: Context) -> list[str]:
     """Carry the verdict out; return its rule hits and those the carrying out added."""
     match verdict:
         case OpenTicket():
@@ -93,12 +93,14 @@ def apply(session: Session, rt: Runtime, verdict: Verdict, ctx: Context) -> list
         case _:
             assert_never(verdict)
     hits = [*verdict.hits, *done]
-    if ctx.classification.kind == "bounce" and not isinstance(verdict, Duplicate):
+    if ctx.classification.kind in ("bounce", "report") and not isinstance(verdict, Duplicate):
         hits.extend(bounces.record(session, rt, ctx.classification.bounce, ctx.origin, ctx.row.id))
     return hits
 
 
-def _open(session: Session, rt: Runtime, verdict: OpenTicket, ctx: Context) -> tuple[str, ...]:
+def _open(
+    session: Session, rt: TicketContext, verdict: OpenTicket, ctx: Context
+) -> tuple[str, ...]:
     assert ctx.sender is not None
     ticket = _open_ticket(session, rt, verdict, ctx)
     article = _add_article(session, ticket.id, ctx, ctx.sender, internal=False)
@@ -115,7 +117,7 @@ def _open(session: Session, rt: Runtime, verdict: OpenTicket, ctx: Context) -> t
 
 
 def _append(
-    session: Session, rt: Runtime, verdict: AppendToTicket, ctx: Context
+    session: Session, rt: TicketContext, verdict: AppendToTicket, ctx: Context
 ) -> tuple[str, ...]:
     ticket = session.get_one(Ticket, verdict.ticket_id)
     author = ctx.sender or (ctx.mail_from or "")
@@ -127,7 +129,7 @@ def _append(
 
 
 def _operator_reply(
-    session: Session, rt: Runtime, verdict: OperatorReply, ctx: Context
+    session: Session, rt: TicketContext, verdict: OperatorReply, ctx: Context
 ) -> tuple[str, ...]:
     ticket = session.get_one(Ticket, verdict.ticket_id)
     op = ctx.operator
@@ -139,7 +141,7 @@ def _operator_reply(
 
 
 def _reject_commands(
-    session: Session, rt: Runtime, verdict: RejectCommands, ctx: Context
+    session: Session, rt: TicketContext, verdict: RejectCommands, ctx: Context
 ) -> tuple[str, ...]:
     ticket = session.get_one(Ticket, verdict.ticket_id)
     assert ctx.operator is not None
@@ -149,7 +151,7 @@ def _reject_commands(
 
 
 def _answer_challenge(
-    session: Session, rt: Runtime, verdict: AnswerChallenge, ctx: Context
+    session: Session, rt: TicketContext, verdict: AnswerChallenge, ctx: Context
 ) -> tuple[str, ...]:
     outcome = challenges.answer(session, rt, verdict.token, verdict.action, sender=ctx.sender)  # type: ignore[arg-type]
     if outcome.ticket_number is not None:
@@ -172,7 +174,7 @@ def _quarantine(verdict: Quarantine, ctx: Context) -> tuple[str, ...]:
     return ()
 
 
-def _open_ticket(session: Session, rt: Runtime, verdict: OpenTicket, ctx: Context) -> Ticket:
+def _open_ticket(session: Session, rt: TicketContext, verdict: OpenTicket, ctx: Context) -> Ticket:
     parsed = ctx.parsed
     account = ctx.account
     new = NewTicket(
@@ -196,7 +198,12 @@ def _open_ticket(session: Session, rt: Runtime, verdict: OpenTicket, ctx: Contex
 
 
 def _customer_replied(
-    session: Session, rt: Runtime, ticket: Ticket, article: Article, reopen: bool, ctx: Context
+    session: Session,
+    rt: TicketContext,
+    ticket: Ticket,
+    article: Article,
+    reopen: bool,
+    ctx: Context,
 ) -> None:
     """A public reply from the customer: reopen or wake the ticket, tell the operators."""
     now = rt.clock()
@@ -210,7 +217,7 @@ def _customer_replied(
 
 def _operator_replied(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     op: Operator,
     verdict: OperatorReply,
@@ -282,7 +289,7 @@ def _store_blob(session: Session, sha256: str, data: bytes) -> None:
     session.execute(insert(Blob).values(**values).on_conflict_do_nothing())
 
 
-def _acknowledge(session: Session, rt: Runtime, ticket: Ticket, ctx: Context) -> None:
+def _acknowledge(session: Session, rt: TicketContext, ticket: Ticket, ctx: Context) -> None:
     assert ctx.sender is not None
     opening.acknowledge(
         session,

@@ -29,11 +29,11 @@ from functools import partial
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.parse.message import Bounce
 from mailgate.replies import notes, outbox, verp
 from mailgate.store.models import OutboxMessage, Suppression, Ticket
 from mailgate.store.states import OutboxStatus
+from mailgate.tickets.context import TicketContext
 from mailgate.tickets.correlate import Match, Threading
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,11 @@ class Origin:
 
 
 def find_origin(
-    session: Session, rt: Runtime, rcpt_to: tuple[str, ...], raw: bytes, own_domains: frozenset[str]
+    session: Session,
+    rt: TicketContext,
+    rcpt_to: tuple[str, ...],
+    raw: bytes,
+    own_domains: frozenset[str],
 ) -> Origin | None:
     local = rt.settings.outbound.verp_local_part
     for address in rcpt_to:
@@ -93,7 +97,7 @@ def _origin(session: Session, row: OutboxMessage, how: str) -> Origin:
 
 def record(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     bounce: Bounce | None,
     origin: Origin | None,
     inbound_id: int,
@@ -156,7 +160,7 @@ def _severity(status: str | None, action: str | None) -> str:
 
 def _suppress(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     row: OutboxMessage,
     reason: str,
     diagnostic: str,
@@ -192,7 +196,7 @@ def admin_address_for(session: Session, ticket: Ticket | None) -> str | None:
 
 
 def _tell_admin(
-    session: Session, rt: Runtime, row: OutboxMessage, status: str | None, now: datetime
+    session: Session, rt: TicketContext, row: OutboxMessage, status: str | None, now: datetime
 ) -> str:
     ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
     to = admin_address_for(session, ticket) or rt.settings.helpdesk.postmaster or None

@@ -25,11 +25,11 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.replies import notify
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Challenge, Ticket
 from mailgate.store.states import ChallengeOutcome
+from mailgate.tickets.context import TicketContext
 from mailgate.verify import directory
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def read_answer(text: str) -> Action | None:
 
 def open_challenge(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     match: directory.AccountMatch,
     requester_name: str,
@@ -153,7 +153,7 @@ def lookup(session: Session, token: str) -> Challenge | None:
 
 def answer(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     token: str,
     action: Action,
     *,
@@ -202,7 +202,7 @@ def answer(
     return Outcome(outcome, ticket.number)  # type: ignore[arg-type]
 
 
-def _tell_requester(session: Session, rt: Runtime, ticket: Ticket, outcome: str) -> None:
+def _tell_requester(session: Session, rt: TicketContext, ticket: Ticket, outcome: str) -> None:
     notify.send(
         session,
         rt,
@@ -214,7 +214,7 @@ def _tell_requester(session: Session, rt: Runtime, ticket: Ticket, outcome: str)
     )
 
 
-def sweep(rt: Runtime) -> tuple[int, int]:
+def sweep(rt: TicketContext) -> tuple[int, int]:
     """Scheduled: expire overdue challenges and send one reminder; (expired, reminded)."""
     now = rt.clock()
     remind_before = now - timedelta(hours=rt.settings.verify.reminder_hours)

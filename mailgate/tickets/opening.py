@@ -15,11 +15,11 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.parse.language import choose_language
 from mailgate.replies import notify
 from mailgate.store.models import Counter, Ticket
 from mailgate.store.states import TicketStatus
+from mailgate.tickets.context import TicketContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class NewTicket:
     links: int | None = None  # id of a ticket resolved too long ago to reopen
 
 
-def open_ticket(session: Session, rt: Runtime, new: NewTicket, now: datetime) -> Ticket:
+def open_ticket(session: Session, rt: TicketContext, new: NewTicket, now: datetime) -> Ticket:
     """Number and store a new ticket with its first-response clock running."""
     helpdesk = rt.settings.helpdesk
     ticket = Ticket(
@@ -73,7 +73,7 @@ def open_ticket(session: Session, rt: Runtime, new: NewTicket, now: datetime) ->
 
 def acknowledge(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     to: str,
     *,

@@ -20,13 +20,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.replies import notes, notify, tokens
 from mailgate.replies.render import Quoted
 from mailgate.store import memo
 from mailgate.store.models import Article, Attachment, Blob, Operator, Ticket
 from mailgate.store.states import TicketStatus
 from mailgate.tickets.commands import Command
+from mailgate.tickets.context import TicketContext
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # per notice; larger files stay in mailgate
 _ROSTER = "operators"
@@ -87,7 +87,7 @@ def names(session: Session) -> dict[str, str]:
 
 def notify_queue(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     article: Article,
     event: str,
@@ -130,7 +130,7 @@ def notify_queue(
     return len(recipients)
 
 
-def _note_address(session: Session, rt: Runtime, ticket: Ticket, to: str) -> str:
+def _note_address(session: Session, rt: TicketContext, ticket: Ticket, to: str) -> str:
     key = rt.threading_key(session)
     return tokens.reply_address(key, ticket.helpdesk_address, ticket.number, "n", to)
 
@@ -150,7 +150,7 @@ def _attachments(session: Session, article: Article) -> tuple[tuple[str, str, by
 
 def relay(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     text: str,
     operator: Operator,
@@ -210,7 +210,7 @@ def relay(
 
 def answer(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     text: str,
     operator: Operator,
@@ -241,7 +241,7 @@ def answer(
 
 def carry_out(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     commands: Sequence[Command],
     actor: str,
@@ -297,7 +297,9 @@ def set_status(ticket: Ticket, status: str, now: datetime) -> None:
     ticket.status = status
 
 
-def _holding_reply(session: Session, rt: Runtime, ticket: Ticket, inbound_id: int | None) -> None:
+def _holding_reply(
+    session: Session, rt: TicketContext, ticket: Ticket, inbound_id: int | None
+) -> None:
     """Tell the requester when to expect an answer, and why it takes that long."""
     assert ticket.eta_at is not None
     notify.send(
@@ -316,7 +318,7 @@ def _holding_reply(session: Session, rt: Runtime, ticket: Ticket, inbound_id: in
 
 def reject(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     operator: Operator,
     errors: Sequence[str],
@@ -337,7 +339,7 @@ def reject(
 
 def mail_operator(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     ticket: Ticket,
     kind: str,
     to: str,

@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.replies import notes
 from mailgate.store.models import Account, Article, Operator, Ticket
 from mailgate.tickets import commands, opening, operators
 from mailgate.tickets.commands import Command
+from mailgate.tickets.context import TicketContext
 
 # API field → the e-mail command that changes the same thing.
 CHANGES = {"status": "status", "priority": "priority", "queue": "queue", "assignee": "assign"}
@@ -40,7 +40,7 @@ class Invalid(Exception):
 
 def open_request(
     session: Session,
-    rt: Runtime,
+    rt: TicketContext,
     *,
     login: str,
     sender: str,
@@ -95,7 +95,7 @@ def open_request(
     return ticket
 
 
-def reply(session: Session, rt: Runtime, ticket: Ticket, author: str, body: str) -> Article:
+def reply(session: Session, rt: TicketContext, ticket: Ticket, author: str, body: str) -> Article:
     """An operator's answer from the panel, mailed to the requester like one by mail."""
     op = _operator(session, author, body)
     return operators.answer(
@@ -103,7 +103,7 @@ def reply(session: Session, rt: Runtime, ticket: Ticket, author: str, body: str)
     )
 
 
-def note(session: Session, rt: Runtime, ticket: Ticket, author: str, body: str) -> Article:
+def note(session: Session, rt: TicketContext, ticket: Ticket, author: str, body: str) -> Article:
     """An internal note by an operator: on the ticket, mailed to no customer."""
     op = _operator(session, author, body)
     ticket.updated_at = rt.clock()
@@ -128,7 +128,7 @@ def _written(session: Session, ticket: Ticket, author: str, body: str, internal:
 
 
 def change(
-    session: Session, rt: Runtime, ticket: Ticket, fields: Mapping[str, str], token: str
+    session: Session, rt: TicketContext, ticket: Ticket, fields: Mapping[str, str], token: str
 ) -> list[str]:
     """Apply status, priority, queue and assignee changes as the e-mail commands would;
     return the rule hits they leave."""
@@ -160,11 +160,11 @@ def _operator(session: Session, author: str, body: str) -> Operator:
     return op
 
 
-def default_queue(rt: Runtime) -> str:
+def default_queue(rt: TicketContext) -> str:
     """The queue of the first helpdesk address: where a request without one goes."""
     return next(iter(rt.settings.helpdesk.queues.values()))
 
 
-def helpdesk_address(rt: Runtime, queue: str) -> str:
+def helpdesk_address(rt: TicketContext, queue: str) -> str:
     """The address mail about a ticket of ``queue`` comes from (its first one)."""
     return next(a for a, q in rt.settings.helpdesk.queues.items() if q == queue)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from sqlalchemy import and_, exists, select, update
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Article, Attachment, Blob, InboundMessage, OutboxMessage, Ticket
 from mailgate.store.states import InboundStatus, OutboxStatus
+from mailgate.tickets.context import TicketContext
 
 
-def purge(rt: Runtime) -> tuple[int, int]:
+def purge(rt: TicketContext) -> tuple[int, int]:
     """Empty what is past retention; return (messages, attachment blobs) purged."""
     days = rt.settings.retention.days
     if days <= 0:
@@ -36,7 +36,8 @@ def purge(rt: Runtime) -> tuple[int, int]:
             .where(
                 InboundMessage.received_at < cutoff,
                 InboundMessage.purged_at.is_(None),
-                InboundMessage.status == InboundStatus.DONE,
+                # Finished with: processed, or dropped from the quarantine.
+                InboundMessage.status.in_((InboundStatus.DONE, InboundStatus.DROPPED)),
             )
             .values(raw=b"", purged_at=now)
             .execution_options(synchronize_session=False)
@@ -57,7 +58,7 @@ def purge(rt: Runtime) -> tuple[int, int]:
     return int(messages or 0), int(blobs or 0)
 
 
-def export(rt: Runtime, number: int, path: Path) -> int:
+def export(rt: TicketContext, number: int, path: Path) -> int:
     """Write ticket ``number``'s messages to an mbox at ``path``; return how many."""
     with translate_db_errors(), rt.sessions() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))

@@ -18,13 +18,13 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.replies import notes
 from mailgate.replies.render import Quoted
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Ticket
 from mailgate.store.states import TicketStatus
 from mailgate.tickets import operators
+from mailgate.tickets.context import TicketContext
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ BATCH = 200
 _WHEN = "%Y-%m-%d %H:%M UTC"
 
 
-def escalate(rt: Runtime) -> int:
+def escalate(rt: TicketContext) -> int:
     """Send the escalation mail for every overdue first response; return how many."""
     now = rt.clock()
     with translate_db_errors(), rt.sessions.begin() as session:
@@ -75,7 +75,7 @@ def escalate(rt: Runtime) -> int:
     return count
 
 
-def _escalation_mail(session: Session, rt: Runtime, ticket: Ticket, address: str) -> None:
+def _escalation_mail(session: Session, rt: TicketContext, ticket: Ticket, address: str) -> None:
     assert ticket.first_response_due is not None
     operators.mail_operator(
         session,
@@ -94,7 +94,7 @@ def _escalation_mail(session: Session, rt: Runtime, ticket: Ticket, address: str
     )
 
 
-def close_resolved(rt: Runtime) -> int:
+def close_resolved(rt: TicketContext) -> int:
     """Close tickets resolved more than ``sla.close_resolved_days`` ago."""
     now = rt.clock()
     cutoff = now - timedelta(days=rt.settings.sla.close_resolved_days)

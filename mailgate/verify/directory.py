@@ -11,6 +11,7 @@ take a ``Session`` and never commit; the CLI and the pipeline frame the transact
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import logging
@@ -202,6 +203,9 @@ def _unique(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 _FIELDS = ("domains", "contracts", "orders", "ips", "services")
+# Every column (CSV) or key (JSON) an import may have; anything else is refused, so a
+# column named after a command-line flag (``address``, ``domain``) is not lost quietly.
+COLUMNS = ("login", "admin", "name", "lang", "language", "addresses", *_FIELDS)
 
 
 def read_specs(path: Path) -> list[AccountSpec]:
@@ -218,6 +222,14 @@ def read_specs(path: Path) -> list[AccountSpec]:
         rows = loaded
     else:
         rows = list(csv.DictReader(io.StringIO(text)))
+    unknown = sorted(
+        {str(k or "(values beyond the header)") for row in rows for k in row} - set(COLUMNS)
+    )
+    if unknown:
+        hints = [f"{k!r}{_plural_hint(k)}" for k in unknown]
+        raise ValueError(
+            f"{path}: unknown column(s) {', '.join(hints)}; the columns are {', '.join(COLUMNS)}"
+        )
     specs = []
     for number, row in enumerate(rows, 1):
         if not row.get("login") or not row.get("admin"):
@@ -240,6 +252,11 @@ def read_specs(path: Path) -> list[AccountSpec]:
             )
         )
     return specs
+
+
+def _plural_hint(column: str) -> str:
+    close = difflib.get_close_matches(column, COLUMNS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _values(field_value: Any) -> list[str]:

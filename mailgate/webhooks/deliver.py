@@ -28,10 +28,10 @@ import aiohttp
 from sqlalchemy import delete, func, select, update
 
 from mailgate.config import WebhookSettings
-from mailgate.daemon.runtime import Runtime
 from mailgate.errors import MailgateError
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import WebhookEvent
+from mailgate.webhooks.context import WebhookContext
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def signature(secret: bytes, body: bytes) -> str:
 
 
 class Deliverer:
-    def __init__(self, rt: Runtime, environ: Mapping[str, str]) -> None:
+    def __init__(self, rt: WebhookContext, environ: Mapping[str, str]) -> None:
         self.rt = rt
         # Read once at start-up, like every secret; checked by the config already.
         self.secrets = {

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate.daemon.runtime import Runtime
 from mailgate.store.models import Account, Article, InboundMessage, Ticket, WebhookEvent
 from mailgate.store.states import InboundStatus
 from mailgate.tickets.documents import article_detail, iso, ticket_json
+from mailgate.webhooks.context import WebhookContext
 
 NOTES = "mailgate_webhook_notes"
 # The session factories already hooked (a daemon restarted on the same runtime in tests).
@@ -30,7 +30,7 @@ _INSTALLED: weakref.WeakSet[sessionmaker[Session]] = weakref.WeakSet()
 WATCHED = ("status", "priority", "queue", "assignee", "authorization", "eta_at")
 
 
-def install(rt: Runtime) -> None:
+def install(rt: WebhookContext) -> None:
     """Record events for ``rt.settings.webhooks`` (read at each commit: a reload counts).
 
     Once per runtime: a second call leaves the hooks as they are.
@@ -84,7 +84,7 @@ def _note(session: Session) -> None:
                 notes["quarantined"].append(obj)
 
 
-def _write(session: Session, rt: Runtime, notes: dict[str, list[Any]]) -> None:
+def _write(session: Session, rt: WebhookContext, notes: dict[str, list[Any]]) -> None:
     now = rt.clock()
     created = _unique(notes["created"])
     events: list[tuple[str, dict[str, Any]]] = []
@@ -107,7 +107,9 @@ def _write(session: Session, rt: Runtime, notes: dict[str, list[Any]]) -> None:
         _add(session, rt, now, kind, body)
 
 
-def _add(session: Session, rt: Runtime, now: datetime, kind: str, body: dict[str, Any]) -> None:
+def _add(
+    session: Session, rt: WebhookContext, now: datetime, kind: str, body: dict[str, Any]
+) -> None:
     event_id = str(uuid.uuid4())
     ticket_id = body["ticket"].pop("_id") if body.get("ticket") else None
     payload = {"id": event_id, "type": kind, "created_at": iso(now), **body}

@@ -174,6 +174,7 @@ def test_delay_notice_is_recorded_and_nothing_else(vrt: Runtime) -> None:
     ack = open_ticket_and_send_ack(vrt)
     row_id = deliver(vrt, dsn("postfix_delayed", ack), Envelope("", (ack.mail_from,)))
     assert "bounce:delayed" in inbound(vrt, row_id).rule_hits
+    assert "kind:report" in inbound(vrt, row_id).rule_hits  # a delay is not a bounce
     [ack_now] = rows(vrt)
     assert (ack_now.status, ack_now.delivery_status, ack_now.delivery_action) == (
         "sent",

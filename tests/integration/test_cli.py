@@ -74,7 +74,7 @@ def test_quarantine_list_and_show(rt: Runtime, tmp_path: Path, db_url: str) -> N
     [item] = json.loads(invoke(config, "quarantine", "list", "--json"))
     assert item["reason"] == "no-sender-identity"
     assert item["status"] == "quarantined"
-    shown = json.loads(invoke(config, "quarantine", "show", str(item["id"])))
+    shown = json.loads(invoke(config, "quarantine", "show", str(item["id"]), "--json"))
     assert "from:multiple-headers" in shown["rule_hits"]
     raw = CliRunner().invoke(
         cli.main, ["--config", str(config), "quarantine", "show", str(item["id"]), "--raw"]

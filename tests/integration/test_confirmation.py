@@ -86,7 +86,7 @@ def test_accounts_cli_add_import_list(db_url: str, tmp_path: Path) -> None:
     assert {"kind": "contract", "value": "um/2024/7"} in j["identifiers"]
     assert {"kind": "order", "value": "70002"} in accounts["fero"]["identifiers"]
     assert accounts["ivanov"]["language"] == "ru"
-    shown = json.loads(run(config, "accounts", "show", "FERO"))
+    shown = json.loads(run(config, "accounts", "show", "FERO", "--json"))
     assert shown["login"] == "fero"
     bad = CliRunner().invoke(
         cli.main,

@@ -68,13 +68,14 @@ def test_pipe_stores_then_drain_processes(db_url: str, tmp_path: Path) -> None:
 def test_pipe_exit_75_when_database_is_unreachable(tmp_path: Path) -> None:
     # Port 9 (discard) is not a database anywhere on this machine: connection refused.
     config = write_config(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:9/none")
-    done = run_cli(config, "ingest", stdin=make_mail())
+    done = run_cli(config, "ingest", "--to", "support@helpdesk.example", stdin=make_mail())
     assert done.returncode == 75, done.stderr
     assert b"try again later" in done.stderr
 
 
 def test_pipe_exit_65_on_empty_input(db_url: str, tmp_path: Path) -> None:
-    done = run_cli(write_config(tmp_path, db_url), "ingest", stdin=b"")
+    config = write_config(tmp_path, db_url)
+    done = run_cli(config, "ingest", "--to", "support@helpdesk.example", stdin=b"")
     assert done.returncode == 65
     assert b"empty-message" in done.stderr
 
@@ -115,4 +116,45 @@ def test_batch_import_of_mbox_and_maildir_is_idempotent(db_url: str, tmp_path: P
     # Historical mail is not acknowledged unless asked for.
     assert not (tmp_path / "sent" / "new").exists() or not any(
         (tmp_path / "sent" / "new").iterdir()
+    )
+
+
+def inbound_count(db_url: str, tmp_path: Path) -> int:
+    rt = make_runtime(make_settings(db_url, tmp_path))
+    try:
+        with rt.sessions() as s:
+            return len(s.scalars(select(InboundMessage)).all())
+    finally:
+        rt.close()
+
+
+def test_pipe_refuses_an_unknown_recipient_with_67(db_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, db_url)
+    args = ("--from", "jan@customer.example", "--to", "nobody@elsewhere.example")
+    done = run_cli(config, "ingest", *args, stdin=make_mail())
+    assert done.returncode == 67, done.stderr
+    assert done.stderr.decode().strip().splitlines() == [
+        "mailgate: nobody@elsewhere.example: no such helpdesk address ([helpdesk.queues])"
+    ]
+    # A tagged form of a helpdesk address passes, as it does at RCPT.
+    tagged = run_cli(config, "ingest", "--to", "support+x@helpdesk.example", stdin=make_mail())
+    assert tagged.returncode == 0, tagged.stderr
+    assert inbound_count(db_url, tmp_path) == 1
+
+
+def test_pipe_without_a_recipient_is_a_usage_error(db_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, db_url)
+    done = run_cli(config, "ingest", "--from", "jan@customer.example", stdin=make_mail())
+    assert done.returncode == 64, done.stderr
+    assert b"--to" in done.stderr
+    assert inbound_count(db_url, tmp_path) == 0
+
+
+def test_maildir_import_of_a_folder_that_is_not_one(db_url: str, tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    done = run_cli(write_config(tmp_path, db_url), "ingest", "--maildir", str(tmp_path / "plain"))
+    assert done.returncode == 66
+    assert (
+        done.stderr.decode().strip()
+        == f"mailgate: {tmp_path / 'plain'}: not a Maildir (no cur/new/tmp)"
     )

@@ -251,3 +251,23 @@ def test_password_env_must_exist() -> None:
         {"outbound": {"password_env": "RELAY_PW"}}, environ={"RELAY_PW": "secret"}
     )
     assert settings.outbound.password_env == "RELAY_PW"
+
+
+def test_type_errors_and_rules_between_keys_come_in_one_error() -> None:
+    data = {
+        "smtp": {"listen": 2525, "hostnme": "mx.example"},
+        "outbound": {"tls": "maybe"},
+        "helpdsk": {},
+        "helpdesk": {"default_language": "de"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        config.build(data, environ={})
+    assert sorted(caught.value.problems) == sorted(
+        [
+            "smtp.listen: expected str, got 2525",
+            "[smtp] unknown key 'hostnme' (did you mean 'hostname'?)",
+            "unknown section [helpdsk] (did you mean 'helpdesk'?)",
+            "outbound.tls: must be starttls, implicit or insecure",
+            "helpdesk.default_language: 'de' is not one of ('en', 'pl', 'sk', 'cs', 'ru')",
+        ]
+    )

@@ -85,12 +85,17 @@ def test_undeclared_8bit_body_falls_back_to_cp1252_with_defect() -> None:
 
 def test_8bit_junk_in_headers_is_decoded_and_recorded() -> None:
     msg = fixture("header_junk.eml")
-    # Raw latin-2 bytes are not UTF-8: decoded as cp1252, never a crash.
+    # Raw latin-2 bytes are not UTF-8: decoded by a guess, never a crash.
     assert msg.subject.startswith("Zamówienie nr 5")
     assert "header:undeclared-8bit" in msg.defects
-    # 8-bit junk in the identity header makes it no identity at all.
-    assert msg.from_ is None
-    assert "from:malformed" in msg.defects
+    # A raw 8-bit display name beside a plain ASCII address is a cosmetic defect
+    # (issue 17): the identity is kept, the name decoded, the defect noted.
+    assert msg.from_ == Address("Paweł Nowak", "pawel@firma.example")
+    assert "from:8bit-name" in msg.defects
+    # 8-bit bytes in the address itself still make it no identity at all.
+    junk = parse(with_from("Jan <jan@firma.example>").replace(b"jan@", b"j\xb3n@"))
+    assert junk.from_ is None
+    assert "from:malformed" in junk.defects
     assert dict(msg.headers)["x-custom"].endswith("binary")
     assert msg.text == "Treść wiadomości jest poprawna."
 
@@ -212,7 +217,7 @@ def test_attachments_hash_names_and_kinds() -> None:
         "passwd",  # ../../etc/passwd
         "faktura č. 1.pdf",  # RFC 2231 UTF-8 file name
         "invoicegpj.exe",  # RIGHT-TO-LEFT OVERRIDE removed
-        "message.eml",
+        "Original problem report.eml",  # a forwarded message is named by its Subject
     ]
     image = by_name["attachment"]
     assert image.content_type == "image/png" and image.data.startswith(b"\x89PNG")
@@ -221,7 +226,7 @@ def test_attachments_hash_names_and_kinds() -> None:
     assert passwd.size == len(passwd.data)
     assert passwd.sha256 == hashlib.sha256(passwd.data).hexdigest()
     assert by_name["faktura č. 1.pdf"].data == b"%PDF-1.4\n%fake\n"
-    embedded = by_name["message.eml"]
+    embedded = by_name["Original problem report.eml"]
     assert embedded.content_type == "message/rfc822"
     assert b"Subject: Original problem report" in embedded.data
     # The embedded message's text is an attachment, never part of the body.
@@ -238,7 +243,8 @@ def test_from_plain_forms() -> None:
         "Jan K. Kowalski <jan@firma.example>": Address("Jan K. Kowalski", "jan@firma.example"),
         '"Kowalski, Jan" <jan@firma.example>': Address("Kowalski, Jan", "jan@firma.example"),
         "=?utf-8?q?Pawe=C5=82?= <p@firma.example>": Address("Paweł", "p@firma.example"),
-        "jan@firma.example (Jan Kowalski)": Address("", "jan@firma.example"),
+        # The old comment form names the mailbox (issue 17).
+        "jan@firma.example (Jan Kowalski)": Address("Jan Kowalski", "jan@firma.example"),
         '"john doe"@firma.example': Address("", '"john doe"@firma.example'),
         "Jan <jan@żółw.example>": Address("Jan", "jan@żółw.example"),
     }
@@ -373,8 +379,14 @@ def test_too_many_parts() -> None:
     assert caught.value.reason == "too-many-parts"
 
 
-def test_garbage_bytes_parse_without_identity() -> None:
-    msg = parse(bytes(range(256)) * 8)
+def test_garbage_bytes_are_not_mail() -> None:
+    # Binary junk is reported as not a mail message (issue 17) ...
+    for junk in (bytes(range(256)) * 8, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"", b"\r\n \r\n"):
+        with pytest.raises(PermanentError) as caught:
+            parse(junk)
+        assert caught.value.reason == "not-mail"
+    # ... while text without a header section is still read, without an identity.
+    msg = parse(b"just some pasted text\r\nwithout headers\r\n")
     assert msg.from_ is None
     assert "from:missing" in msg.defects
 

@@ -8,7 +8,9 @@ from mailgate.tickets.commands import STATUSES, read
 
 
 def test_members_equal_the_stored_strings() -> None:
-    assert [*InboundStatus] == ["received", "processing", "retry", "done", "quarantined"]
+    assert [*InboundStatus] == [
+        "received", "processing", "retry", "done", "quarantined", "dropped"
+    ]  # fmt: skip
     assert [*TicketStatus] == ["new", "open", "pending", "resolved", "closed"]
     assert [*OutboxStatus] == ["pending", "sent", "failed", "suppressed", "dropped", "bounced"]
     assert [*ChallengeOutcome] == ["confirmed", "refused", "expired"]
