@@ -99,8 +99,9 @@ def start_sink(port: int | None = None) -> tuple[RelaySink, Controller, int]:
 class DaemonThread:
     """The real daemon on its own event loop, for tests that speak SMTP/LMTP to it."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, environ: dict[str, str] | None = None) -> None:
         self.rt = rt
+        self.environ = environ
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.daemon: Daemon | None = None
@@ -109,7 +110,7 @@ class DaemonThread:
         self.thread.start()
 
         async def start() -> Daemon:
-            daemon = Daemon(self.rt)
+            daemon = Daemon(self.rt, self.environ)
             await daemon.start()
             return daemon
 

@@ -12,6 +12,7 @@ exit codes; each other module adds one command group, named as on the command li
     outbox      outbox list / retry / drop
     accounts    accounts add / import / list / show
     operators   operators add / list
+    webhooks    webhooks list / resend
 
 Importing this package registers every command.  Only ``mailgate.__main__`` imports it.
 """
@@ -28,6 +29,7 @@ from mailgate.cli import (
     quarantine,
     service,
     tickets,
+    webhooks,
 )
 from mailgate.cli.root import EX_CONFIG, EX_DATAERR, EX_TEMPFAIL, accept_config_anywhere, main
 from mailgate.cli.tickets import ticket_doc
@@ -49,4 +51,5 @@ __all__ = [
     "service",
     "ticket_doc",
     "tickets",
+    "webhooks",
 ]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import NoReturn, TypeVar
 
 import click
@@ -35,6 +34,7 @@ from mailgate.errors import ConfigError
 from mailgate.ingest.pipe import EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_TEMPFAIL, EX_USAGE
 from mailgate.store import migrate
 from mailgate.store.models import InboundMessage, OutboxMessage
+from mailgate.tickets.documents import iso
 
 __all__ = [
     "EX_CONFIG",
@@ -46,6 +46,7 @@ __all__ = [
     "EX_USAGE",
     "Context",
     "fail",
+    "iso",
     "main",
     "pass_ctx",
     "pick",
@@ -175,8 +176,3 @@ def pick(
     if problems:
         fail(f"nothing {doing}: {'; '.join(problems)} (only {', '.join(states)} can be)")
     return [found[i] for i in dict.fromkeys(ids)]
-
-
-def iso(value: datetime | None) -> str | None:
-    """A timestamp as the JSON views print it."""
-    return value.isoformat() if value else None

@@ -2,8 +2,8 @@
 ``ticket show``: with its articles, attachments, participants and delivery events) and
 ``export NUMBER`` to an mbox file.
 
-The ``*_json`` functions are the one shape of a ticket, an article and an event that
-both the text and the ``--json`` views print.
+The shape of a ticket, an article and an event that both the text and the ``--json``
+views print is ``mailgate.tickets.documents``'s.
 """
 
 from __future__ import annotations
@@ -18,41 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.cli import text
-from mailgate.cli.root import Context, iso, main, pass_ctx
-from mailgate.store.models import Account, Article, Event, InboundMessage, Ticket
-from mailgate.tickets import correlate, retention
+from mailgate.cli.root import Context, main, pass_ctx
+from mailgate.store.models import Account, Article, InboundMessage, Ticket
+from mailgate.tickets import documents, retention
+from mailgate.tickets.documents import article_json, event_json, ticket_json
+
+__all__ = ["article_json", "event_json", "ticket_doc", "ticket_json"]
 
 
 @main.group()
 def tickets() -> None:
     """Tickets: list them, show one."""
-
-
-def ticket_json(t: Ticket, account: str | None = None) -> dict[str, Any]:
-    return {
-        "number": t.number,
-        "subject": t.subject,
-        "status": t.status,
-        "queue": t.queue,
-        "priority": t.priority,
-        "requester": t.requester,
-        "requester_name": t.requester_name,
-        "language": t.language,
-        "helpdesk_address": t.helpdesk_address,
-        "authorization": t.authorization,
-        "account": account,
-        "priority_reason": t.priority_reason,
-        "assignee": t.assignee,
-        "first_response_due": iso(t.first_response_due),
-        "first_response_at": iso(t.first_response_at),
-        "escalated_at": iso(t.escalated_at),
-        "eta": iso(t.eta_at),
-        "eta_reason": t.eta_reason,
-        "resolved_at": iso(t.resolved_at),
-        "closed_at": iso(t.closed_at),
-        "created_at": iso(t.created_at),
-        "updated_at": iso(t.updated_at),
-    }
 
 
 @tickets.command("list")
@@ -84,26 +60,23 @@ def tickets_list(ctx: Context, as_json: bool, limit: int) -> None:
 
 
 def ticket_doc(session: Session, number: int) -> dict[str, Any] | None:
-    """Ticket NUMBER with its articles, participants and events (what `ticket show`
-    prints; bench/lookup.py times it), or None when there is no such ticket."""
-    t = session.scalar(select(Ticket).where(Ticket.number == number))
-    if t is None:
+    """Ticket NUMBER as ``tickets.documents.ticket_doc`` shows it, plus why each message
+    that reached it was handled as it was — the verdict and rule hits, among them the
+    admin's [[rules]] as ``rule:<name>`` (what `ticket show` prints; bench/lookup.py
+    times it), or None when there is no such ticket."""
+    doc = documents.ticket_doc(session, number)
+    if doc is None:
         return None
-    login = session.scalar(select(Account.login).where(Account.id == t.account_id))
-    doc = ticket_json(t, login)
-    linked = session.get(Ticket, t.linked_ticket_id) if t.linked_ticket_id else None
-    doc["linked_ticket"] = linked.number if linked else None
-    doc["participants"] = correlate.participants(session, t.id)
-    doc["articles"] = [article_json(a) for a in t.articles]
-    events = session.scalars(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
-    doc["events"] = [event_json(e) for e in events]
-    # Why each message that reached the ticket was handled as it was — the admin's
-    # [[rules]] that matched among them, as ``rule:<name>`` (by primary key, through the
-    # articles: inbound_message.ticket_id has no index).
-    inbound_ids = sorted({a.inbound_id for a in t.articles if a.inbound_id is not None})
+    ticket_id = session.scalar(select(Ticket.id).where(Ticket.number == number))
+    # By primary key, through the articles: inbound_message.ticket_id has no index.
+    inbound_ids = session.scalars(
+        select(Article.inbound_id).where(
+            Article.ticket_id == ticket_id, Article.inbound_id.is_not(None)
+        )
+    ).all()
     decided = session.execute(
         select(InboundMessage.id, InboundMessage.verdict, InboundMessage.rule_hits)
-        .where(InboundMessage.id.in_(inbound_ids))
+        .where(InboundMessage.id.in_(sorted(set(inbound_ids))))
         .order_by(InboundMessage.id)
     )
     doc["rule_hits"] = [
@@ -154,40 +127,6 @@ def ticket_show(ctx: Context, number: int, as_json: bool) -> None:
 
 # `tickets show N` reads like `tickets list`; `ticket show N` stays for scripts.
 tickets.add_command(ticket_show, "show")
-
-
-def event_json(e: Event) -> dict[str, Any]:
-    return {
-        "kind": e.kind,
-        "reason": e.reason,
-        "address": e.address,
-        "detail": e.detail,
-        "outbox_id": e.outbox_id,
-        "inbound_id": e.inbound_id,
-        "created_at": iso(e.created_at),
-    }
-
-
-def article_json(a: Article) -> dict[str, Any]:
-    return {
-        "direction": a.direction,
-        "author": a.author,
-        "subject": a.subject,
-        "text": a.text,
-        "internal": a.internal,
-        "auth": a.auth,
-        "message_id": a.message_id,
-        "created_at": iso(a.created_at),
-        "attachments": [
-            {
-                "filename": x.filename,
-                "content_type": x.content_type,
-                "size": x.size,
-                "sha256": x.sha256,
-            }
-            for x in a.attachments
-        ],
-    }
 
 
 @main.command("export")

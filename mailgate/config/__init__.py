@@ -8,21 +8,16 @@ module defines it.  This package sits below the store: it imports only ``errors`
 
 from __future__ import annotations
 
-from mailgate.config.load import (
-    ENV_PREFIX,
-    TABLE_LISTS,
-    build,
-    is_address,
-    is_loopback,
-    load,
-    parse_hostport,
-)
+from mailgate.config.checks import is_address, is_loopback, parse_hostport
+from mailgate.config.load import ENV_PREFIX, TABLE_LISTS, build, load
 from mailgate.config.settings import (
     IMAP_AUTH_MODES,
     IMAP_TLS_MODES,
     LISTS,
     PRIORITY_KEYWORDS,
     QUEUES_DEFAULT,
+    WEBHOOK_EVENTS,
+    ApiSettings,
     DaemonSettings,
     DatabaseSettings,
     DirectorySettings,
@@ -46,8 +41,10 @@ from mailgate.config.settings import (
     TemplateSettings,
     ThreadingSettings,
     VerifySettings,
+    WebhookSettings,
     section_types,
 )
+from mailgate.config.tokens import parse_tokens
 
 __all__ = [
     "ENV_PREFIX",
@@ -57,6 +54,8 @@ __all__ = [
     "PRIORITY_KEYWORDS",
     "QUEUES_DEFAULT",
     "TABLE_LISTS",
+    "WEBHOOK_EVENTS",
+    "ApiSettings",
     "DaemonSettings",
     "DatabaseSettings",
     "DirectorySettings",
@@ -80,10 +79,12 @@ __all__ = [
     "TemplateSettings",
     "ThreadingSettings",
     "VerifySettings",
+    "WebhookSettings",
     "build",
     "is_address",
     "is_loopback",
     "load",
     "parse_hostport",
+    "parse_tokens",
     "section_types",
 ]

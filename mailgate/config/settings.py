@@ -52,6 +52,17 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The JSON API for the hosting panel (``mailgate.daemon.api``), on the http listener."""
+
+    # Names the environment variable holding the API tokens, "name:secret[,name:secret]";
+    # empty (or no tokens): the API is off and every /api/ path answers 404.
+    tokens_env: str = ""
+    # Bytes; a larger request body is refused with 413.
+    max_body: int = 1_048_576
+
+
+@dataclass(frozen=True)
 class VerifySettings:
     # authserv-ids of our own MTA; only its Authentication-Results headers are trusted.
     trusted_authserv_ids: tuple[str, ...] = ()
@@ -300,6 +311,22 @@ class ImapAccountSettings:
         return self.after[len("move:") :] if self.after.startswith("move:") else None
 
 
+WEBHOOK_EVENTS = ("ticket.created", "article.created", "ticket.updated", "message.quarantined")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """One ``[[webhooks]]`` table: a URL told about changes (see ``mailgate.webhooks``)."""
+
+    url: str = ""  # http(s)://…; plain http only to a loopback host
+    secret_env: str = ""  # names the environment variable with the HMAC key
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    timeout: int = 10  # seconds for one delivery
+    retry_base_seconds: int = 30
+    retry_max_seconds: int = 3600
+    lifetime_hours: int = 72  # then the event is given up (``mailgate webhooks list``)
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -308,6 +335,7 @@ class Settings:
     )
     lmtp: ListenerSettings = field(default_factory=ListenerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
@@ -326,6 +354,7 @@ class Settings:
     imap: tuple[ImapAccountSettings, ...] = ()
     kb: tuple[KbArticle, ...] = ()
     rules: tuple[Rule, ...] = ()
+    webhooks: tuple[WebhookSettings, ...] = ()
 
     def queue_for(self, address: str) -> str | None:
         """The queue a recipient address feeds, accepting ``local+tag@domain`` forms."""
@@ -369,4 +398,8 @@ def section_types() -> dict[str, type]:
 
 
 # Array-of-tables sections ([[name]]) and the dataclass each table becomes.
-LISTS: dict[str, type] = {"imap": ImapAccountSettings, "kb": KbArticle}
+LISTS: dict[str, type] = {
+    "imap": ImapAccountSettings,
+    "kb": KbArticle,
+    "webhooks": WebhookSettings,
+}

@@ -27,14 +27,15 @@ import logging
 import os
 import signal
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailgate.config import Settings, parse_hostport
-from mailgate.daemon import logs, wiring
+from mailgate.daemon import api, logs, wiring
+from mailgate.daemon.api import idempotency
 from mailgate.daemon.leader import Leadership
 from mailgate.daemon.runtime import Runtime
 from mailgate.daemon.webapp import make_app
@@ -45,12 +46,14 @@ from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
 from mailgate.pipeline import batches
 from mailgate.replies import outbox
 from mailgate.tickets import challenges, retention, sla
+from mailgate.webhooks import record
+from mailgate.webhooks.deliver import Deliverer
 
 log = logging.getLogger(__name__)
 
 BATCH = 20
 # Sections whose change needs a restart: they own sockets or the database pool.
-RESTART_ONLY = ("database", "smtp", "lmtp", "http")
+RESTART_ONLY = ("database", "smtp", "lmtp", "http", "api")
 
 
 class _Refuse(asyncio.Protocol):
@@ -72,8 +75,14 @@ def _in_transaction(session: SMTP) -> bool:
 
 
 class Daemon:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, environ: Mapping[str, str] | None = None) -> None:
         self.rt = rt
+        environ = os.environ if environ is None else environ
+        # The panel API's tokens and webhook secrets are read once, here.
+        self._api_tokens = api.tokens_from(rt, environ)
+        record.install(rt)
+        self._webhooks = Deliverer(rt, environ)
+        self._hooks = asyncio.Event()
         self.draining = False
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.ports: dict[str, int] = {}
@@ -127,6 +136,7 @@ class Daemon:
         self._tasks = [
             asyncio.create_task(self._loop("worker", self._work, self._process)),
             asyncio.create_task(self._loop("outbox", self._send, self._flush)),
+            asyncio.create_task(self._webhooks.run(self._hooks, self._stopping)),
         ]
         self._scheduler = AsyncIOScheduler(event_loop=loop)
         # (job, every N seconds); all but the sweep run only in the leading instance
@@ -135,6 +145,7 @@ class Daemon:
             (self._sweep, settings.processing.sweep_seconds),
             (self._challenges, settings.processing.sweep_seconds),
             (self._purge, settings.retention.check_seconds),
+            (self._prune, settings.retention.check_seconds),
             (self._escalate, settings.sla.check_seconds),
             (self._close_resolved, settings.sla.check_seconds),
         ]
@@ -164,6 +175,19 @@ class Daemon:
             return
         if messages or blobs:
             log.info("retention: %s raw message(s), %s attachment(s) purged", messages, blobs)
+
+    async def _prune(self) -> None:
+        """Forget old idempotency keys and long-delivered webhook events (one instance)."""
+        if not await self._leading():
+            return
+        try:
+            keys = await asyncio.to_thread(idempotency.prune, self.rt)
+            events = await asyncio.to_thread(self._webhooks.prune)
+        except MailgateError as exc:
+            log.warning("pruning API keys and webhook events: %s", exc)
+            return
+        if keys or events:
+            log.info("pruned %s idempotency key(s), %s webhook event(s)", keys, events)
 
     async def _escalate(self) -> None:
         """Mail the operators about tickets whose first response is overdue."""
@@ -220,7 +244,12 @@ class Daemon:
 
     def _sweep(self) -> None:
         self._work.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        """Tickets changed: mail may be queued, webhook events written."""
         self._send.set()
+        self._hooks.set()
 
     async def _loop(
         self, name: str, event: asyncio.Event, step: Callable[[], Awaitable[int]]
@@ -243,7 +272,7 @@ class Daemon:
     async def _process(self) -> int:
         done = await asyncio.to_thread(self._worker.run_pending, BATCH)
         if done:
-            self._send.set()
+            self._changed()
         return done
 
     async def _flush(self) -> int:
@@ -251,7 +280,8 @@ class Daemon:
 
     async def _start_http(self) -> None:
         self._http = web.AppRunner(
-            make_app(self.rt, self._send.set, self._not_ready), access_log=None
+            make_app(self.rt, self._changed, self._not_ready, self._api_tokens),
+            access_log=None,
         )
         await self._http.setup()
         host, port = parse_hostport(self.rt.settings.http.listen)
@@ -309,7 +339,7 @@ class Daemon:
         timeout = max(deadline - loop.time(), 1.0)
         self._stopping.set()
         self._work.set()
-        self._send.set()
+        self._changed()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         with contextlib.suppress(TimeoutError):

@@ -1,5 +1,5 @@
-"""The daemon's HTTP side (aiohttp): health checks, Prometheus metrics and the
-confirmation page.
+"""The daemon's HTTP side (aiohttp): health checks, Prometheus metrics, the
+confirmation page, and the panel API (``daemon.api``) when it has tokens.
 
 The confirmation page is where an account's administrator answers a challenge from a
 browser.  GET only shows the request; nothing changes until the form is POSTed,
@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
+from mailgate.daemon import api
 from mailgate.daemon.runtime import Runtime
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import Account, OutboxMessage, Ticket
@@ -37,10 +38,14 @@ def make_app(
     rt: Runtime,
     on_change: Callable[[], None],
     not_ready: Callable[[], str | None] = lambda: None,
+    tokens: api.Tokens | None = None,
 ) -> web.Application:
     """``on_change`` is called after an answer queued mail (wakes the outbox);
-    ``not_ready`` says why the daemon itself is not ready (draining, listener down)."""
+    ``not_ready`` says why the daemon itself is not ready (draining, listener down);
+    ``tokens`` open the panel API under /api/v1 (none: no API)."""
     app = web.Application(client_max_size=64 * 1024)
+    if tokens:
+        api.mount(app, rt, tokens, on_change)
     handlers = _Handlers(rt, on_change, not_ready)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)

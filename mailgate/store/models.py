@@ -432,3 +432,55 @@ class ImapCursor(Base):
     last_uid: Mapped[int] = mapped_column(BigInteger)
     baseline_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class ApiRequest(Base):
+    """A POST the panel API carried out, by its ``Idempotency-Key``: a retry of it gets
+    the stored answer instead of a second ticket or reply.
+
+    Written in the transaction of the change itself, so a key is recorded exactly when
+    its change is; ``fingerprint`` (SHA-256 of method, path and body) tells a retry from
+    a different request reusing the key.
+    """
+
+    __tablename__ = "api_request"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))  # the API token's name
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int]
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (UniqueConstraint("token", "key"),)
+
+
+class WebhookEvent(Base):
+    """A change to tell one webhook URL about, written in the change's own transaction.
+
+    status: pending → sent | failed (given up after the webhook's lifetime; resendable).
+    ``event_id`` is what a receiver de-duplicates by: one per change, the same for every
+    URL and every retry.  The payload is the snapshot taken when the change committed.
+    """
+
+    __tablename__ = "webhook_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    url: Mapped[str] = mapped_column(String(2048))
+    type: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_webhook_event_due", "status", "next_attempt_at"),
+        Index("ix_webhook_event_order", "url", "ticket_id", "status"),
+        UniqueConstraint("event_id", "url"),
+    )

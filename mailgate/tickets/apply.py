@@ -15,26 +15,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mailgate.parse.language import choose_language, content_language
+from mailgate.parse.language import content_language
 from mailgate.parse.message import Classification, ParsedMessage
-from mailgate.replies import notify
 from mailgate.store.models import (
     Article,
     Attachment,
     Blob,
-    Counter,
     InboundMessage,
     Operator,
     Ticket,
 )
 from mailgate.store.states import InboundStatus, TicketStatus
-from mailgate.tickets import bounces, challenges, management, operators
+from mailgate.tickets import bounces, challenges, management, opening, operators
 from mailgate.tickets.context import TicketContext
+from mailgate.tickets.opening import NewTicket
 from mailgate.tickets.verdicts import (
     AnswerChallenge,
     AppendToTicket,
@@ -167,7 +166,7 @@ def _operator_reply(
     op = ctx.operator
     assert op is not None
     _operator_replied(session, rt, ticket, op, verdict, ctx)
-    done = operators.carry_out(session, rt, ticket, verdict.commands, op, ctx.row.id)
+    done = operators.carry_out(session, rt, ticket, verdict.commands, op.address, ctx.row.id)
     ctx.row.ticket_id = ticket.id
     return tuple(done)
 
@@ -209,37 +208,27 @@ def _quarantine(verdict: Quarantine, ctx: Context) -> tuple[str, ...]:
 def _open_ticket(session: Session, rt: TicketContext, verdict: OpenTicket, ctx: Context) -> Ticket:
     parsed = ctx.parsed
     account = ctx.account
-    ticket = Ticket(
-        number=allocate_number(session),
-        subject=parsed.subject[:2000] or "(no subject)",
+    new = NewTicket(
+        subject=parsed.subject,
         queue=verdict.queue,
         priority=verdict.priority,
         priority_reason=verdict.priority_reason,
-        status=TicketStatus.NEW,
-        requester=(ctx.sender or "").lower(),
+        authorization=verdict.authorization,
+        requester=ctx.sender or "",
         requester_name=parsed.from_.name if parsed.from_ else "",
-        language=choose_language(
+        helpdesk_address=ctx.helpdesk_address,
+        account_id=account.account_id if account else None,
+        languages=(
             account.language if account else None,
             # A follow-up of a ticket too old to reopen speaks that ticket's language:
             # "still broken" says too little to detect one.
             _linked_language(session, verdict.links),
             content_language(parsed.headers),
             parsed.language,
-            rt.settings.helpdesk.queue_languages.get(verdict.queue),
-            rt.settings.helpdesk.default_language,
         ),
-        helpdesk_address=ctx.helpdesk_address,
-        authorization=verdict.authorization,
-        account_id=account.account_id if account else None,
-        first_response_due=ctx.now
-        + rt.settings.first_response_target(verdict.queue, verdict.priority),
-        linked_ticket_id=verdict.links,
-        created_at=ctx.now,
-        updated_at=ctx.now,
+        links=verdict.links,
     )
-    session.add(ticket)
-    session.flush()
-    return ticket
+    return opening.open_ticket(session, rt, new, ctx.now)
 
 
 def _linked_language(session: Session, ticket_id: int | None) -> str | None:
@@ -283,10 +272,9 @@ def _operator_replied(
     so a second delivery of the same mail is recognised as a duplicate and changes
     nothing twice.
     """
-    now = rt.clock()
     text = verdict.text.strip()
     if text and not verdict.note:
-        operators.relay(
+        operators.answer(
             session,
             rt,
             ticket,
@@ -294,12 +282,8 @@ def _operator_replied(
             op,
             inbound_id=ctx.row.id,
             dedup_key=ctx.dedup,
-            parsed=ctx.parsed,
+            body_text=ctx.parsed.body_text,
         )
-        ticket.first_response_at = ticket.first_response_at or now
-        if ticket.status == TicketStatus.NEW:
-            ticket.status = TicketStatus.OPEN
-        ticket.updated_at = now
         return
     summary = " ".join(c.shown for c in verdict.commands)
     article = _add_article(session, ticket.id, ctx, op.address, internal=True)
@@ -352,39 +336,19 @@ def _acknowledge(
     session: Session, rt: TicketContext, ticket: Ticket, ctx: Context, password_used: bool
 ) -> None:
     assert ctx.sender is not None
-    notify.send(
+    opening.acknowledge(
         session,
         rt,
         ticket,
-        kind="ack",
-        to=ctx.sender,
-        language=ticket.language,
+        ctx.sender,
         in_reply_to=ctx.parsed.message_id,
         references=ctx.parsed.references,
-        context={
-            "authorization": ticket.authorization,
-            "password_redacted": ctx.password_redacted,
-            # Authorized by the account's password: used once, not kept (say so).
-            "password_used": password_used,
-            # A high-priority report is an incident: ask for exactly what it lacks.
-            "missing": list(ctx.missing) if ticket.priority == "high" else [],
-            "web_missing": list(ctx.web_missing),
-            "kb": operators.kb_links(ctx.kb),
-        },
+        password_redacted=ctx.password_redacted,
+        password_used=password_used,
+        missing=ctx.missing,
+        web_missing=tuple(ctx.web_missing),
+        kb=tuple(operators.kb_links(ctx.kb)),
         inbound_id=ctx.row.id,
         # The one automatic mail past the per-recipient limit: a password to change.
         warning=ctx.password_redacted,
     )
-
-
-def allocate_number(session: Session) -> int:
-    """The next ticket number, under the counter row's lock."""
-    value = session.scalar(
-        update(Counter)
-        .where(Counter.name == "ticket")
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
-    )
-    if value is None:
-        raise RuntimeError("ticket counter row missing: run `mailgate db upgrade`")
-    return int(value)

@@ -74,7 +74,7 @@ def read(text: str, *, queues: frozenset[str], operators: Mapping[str, str]) -> 
         if match is None:
             break
         name, argument = match.group(1).lower(), match.group(2).strip()
-        command, error = _one(name, argument, queues, operators)
+        command, error = check(name, argument, queues, operators)
         if error:
             errors.append(f"{line}: {error}")
         elif command is not None:
@@ -84,9 +84,13 @@ def read(text: str, *, queues: frozenset[str], operators: Mapping[str, str]) -> 
     return Block(tuple(commands), tuple(errors), rest)
 
 
-def _one(
+def check(
     name: str, argument: str, queues: frozenset[str], operators: Mapping[str, str]
 ) -> tuple[Command | None, str]:
+    """One command and its argument, checked: the command, or an error for its writer.
+
+    The panel API's PATCH checks its fields here, so both doors follow one set of rules.
+    """
     value = argument.lower()
     if name == "status":
         if value not in STATUSES:

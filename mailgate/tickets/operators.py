@@ -21,7 +21,6 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.parse.message import ParsedMessage
 from mailgate.replies import notes, notify, tokens
 from mailgate.replies.render import Quoted
 from mailgate.store import memo
@@ -174,9 +173,9 @@ def relay(
     text: str,
     operator: Operator,
     *,
-    inbound_id: int,
+    inbound_id: int | None,
     dedup_key: str | None,
-    parsed: ParsedMessage,
+    body_text: str,
 ) -> Article:
     """Send an operator's answer to the requester and keep it as a public article.
 
@@ -217,7 +216,7 @@ def relay(
         author=operator.address,
         subject=rendered.subject,
         text=text,
-        body_text=parsed.body_text,
+        body_text=body_text,
         internal=False,
         message_id=rendered.message_id,
         dedup_key=dedup_key,
@@ -227,15 +226,49 @@ def relay(
     return article
 
 
+def answer(
+    session: Session,
+    rt: TicketContext,
+    ticket: Ticket,
+    text: str,
+    operator: Operator,
+    *,
+    inbound_id: int | None,
+    dedup_key: str | None,
+    body_text: str,
+) -> Article:
+    """An operator's public answer, by mail or from the panel: relayed to the requester,
+    the first-response clock stopped, a new ticket opened."""
+    now = rt.clock()
+    article = relay(
+        session,
+        rt,
+        ticket,
+        text,
+        operator,
+        inbound_id=inbound_id,
+        dedup_key=dedup_key,
+        body_text=body_text,
+    )
+    ticket.first_response_at = ticket.first_response_at or now
+    if ticket.status == TicketStatus.NEW:
+        ticket.status = TicketStatus.OPEN
+    ticket.updated_at = now
+    return article
+
+
 def carry_out(
     session: Session,
     rt: TicketContext,
     ticket: Ticket,
     commands: Sequence[Command],
-    operator: Operator,
-    inbound_id: int,
+    actor: str,
+    inbound_id: int | None,
 ) -> list[str]:
-    """Apply valid commands in order; return the rule hits they leave."""
+    """Apply valid commands in order; return the rule hits they leave.
+
+    ``actor`` is who gave them: an operator's address, or ``api:<token name>``.
+    """
     now = rt.clock()
     hits: list[str] = []
     for command in commands:
@@ -244,7 +277,7 @@ def carry_out(
                 set_status(ticket, command.value, now)
             case "priority":
                 ticket.priority = command.value
-                ticket.priority_reason = f"operator:{operator.address}"
+                ticket.priority_reason = f"operator:{actor}"
             case "assign":
                 ticket.assignee = command.value
             case "queue":
@@ -264,7 +297,7 @@ def carry_out(
             command.name,
             ticket_id=ticket.id,
             inbound_id=inbound_id,
-            address=operator.address,
+            address=actor,
             detail=command.shown,
         )
     ticket.updated_at = now
@@ -282,7 +315,9 @@ def set_status(ticket: Ticket, status: str, now: datetime) -> None:
     ticket.status = status
 
 
-def _holding_reply(session: Session, rt: TicketContext, ticket: Ticket, inbound_id: int) -> None:
+def _holding_reply(
+    session: Session, rt: TicketContext, ticket: Ticket, inbound_id: int | None
+) -> None:
     """Tell the requester when to expect an answer, and why it takes that long."""
     assert ticket.eta_at is not None
     notify.send(

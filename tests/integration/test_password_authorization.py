@@ -47,7 +47,7 @@ def test_password_authorization_over_smtp(db_url: str, tmp_path: Path, sink: Rel
     run(config, "accounts", "import", str(tmp_path / "a.csv"))
     (tmp_path / "bad.csv").write_text("login,admin,password_hash\nx,x@firma.pl,secret123\n")
     assert "plaintext" in run(config, "accounts", "import", str(tmp_path / "bad.csv"), code=65)
-    shown = json.loads(run(config, "accounts", "show", "jan"))
+    shown = json.loads(run(config, "accounts", "show", "jan", "--json"))
     assert shown["password"] == "bcrypt" and hashed not in json.dumps(shown)
 
     settings = make_settings(

@@ -39,18 +39,18 @@ def test_example_documents_every_key_with_its_default() -> None:
     assert set(entry) == {f.name for f in dataclasses.fields(config.DkimKey)}
 
 
-# Keys of an [[imap]] or [[kb]] table that have no useful default: the example shows a
-# sample.
-IMAP_SAMPLE_KEYS = {"name", "host", "username", "password_env"}
-KB_SAMPLE_KEYS = {"title", "url", "match"}
+# Keys of an array-of-tables sample ([[imap]], [[kb]], [[webhooks]]) that have no
+# useful default: the example shows one.
+SAMPLE_KEYS = {"name", "host", "username", "password_env", "url", "secret_env", "title", "match"}
 
 
 def test_example_documents_every_imap_key_and_is_valid() -> None:
     text = (ROOT / "config" / "mailgate.example.toml").read_text()
-    assert "imap" not in tomllib.loads(text)  # a sample, commented out: polls nothing
-    # Uncomment the sample: its table header and key lines, not the explanations.
+    parsed = tomllib.loads(text)
+    assert "imap" not in parsed and "webhooks" not in parsed  # samples, commented out
+    # Uncomment the samples: their table headers and key lines, not the explanations.
     sample = text[text.index("# [[imap]]") :]
-    code = re.compile(r"^# (\[\[(?:imap|kb)\]\]|[a-z_]+ = .*)$")
+    code = re.compile(r"^# (\[\[(?:imap|kb|webhooks)\]\]|[a-z_]+ = .*)$")
     example = tomllib.loads(
         "\n".join(m.group(1) for line in sample.splitlines() if (m := code.match(line)))
     )
@@ -59,16 +59,21 @@ def test_example_documents_every_imap_key_and_is_valid() -> None:
         assert set(table) == {f.name for f in dataclasses.fields(cls)}, f"[[{section}]] keys"
         default = cls()
         for key, value in table.items():
-            if key in IMAP_SAMPLE_KEYS | KB_SAMPLE_KEYS:
+            if key in SAMPLE_KEYS:
                 continue
             shown = tuple(value) if isinstance(value, list) else value
             assert shown == getattr(default, key), f"{section}.{key}: not the default"
-    settings = config.build({"imap": example["imap"]}, environ={"MAILGATE_IMAP_PASSWORD": "secret"})
+    settings = config.build(
+        example,
+        environ={"MAILGATE_IMAP_PASSWORD": "secret", "MAILGATE_WEBHOOK_SECRET": "s" * 16},
+    )
     [account] = settings.imap
     assert account.folders == ("INBOX",)
     assert account.effective_port == 993
     [article] = config.build({"kb": example["kb"]}).kb
     assert article.url.startswith("https://") and article.match
+    [hook] = settings.webhooks
+    assert hook.events == config.WEBHOOK_EVENTS
 
 
 IMAP_TABLES = """

@@ -113,9 +113,21 @@ MAY_IMPORT: dict[str, set[str]] = {
     "replies": BASE | {"parse", "store"},
     "tickets": BASE | {"parse", "store", "verify", "replies"},
     "pipeline": BASE | {"parse", "store", "verify", "replies", "tickets"},
-    "daemon": BASE | {"parse", "store", "ingest", "verify", "replies", "tickets", "pipeline"},
+    "webhooks": BASE | {"store", "tickets"},
+    "daemon": BASE
+    | {"parse", "store", "ingest", "verify", "replies", "tickets", "pipeline", "webhooks"},
     "cli": BASE
-    | {"parse", "store", "ingest", "verify", "replies", "tickets", "pipeline", "daemon"},
+    | {
+        "parse",
+        "store",
+        "ingest",
+        "verify",
+        "replies",
+        "tickets",
+        "pipeline",
+        "webhooks",
+        "daemon",
+    },
     "__main__": {"cli"},
 }
 
