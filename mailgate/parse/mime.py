@@ -31,6 +31,7 @@ from typing import Any
 from mailgate.errors import PermanentError
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.charsets import decode_bytes
+from mailgate.parse.flowed import unflow
 from mailgate.parse.headers import header_text, raw_text
 from mailgate.parse.markup import MAX_HTML_DEPTH, html_depth_exceeds, html_to_text, sanitize_html
 from mailgate.parse.message import Attachment
@@ -238,7 +239,15 @@ def _part_text(part: Message, defects: list[str], hints: tuple[str, ...] = ()) -
     if not isinstance(data, bytes):
         return ""
     text = decode_bytes(data, part.get_content_charset(None), defects, "body", hints)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if part.get_content_type() == "text/plain" and _param(part, "format") == "flowed":
+        text = unflow(text, delsp=_param(part, "delsp") == "yes")
+    return text
+
+
+def _param(part: Message, name: str) -> str:
+    value = part.get_param(name)
+    return collapse_rfc2231_value(value).strip().lower() if value else ""
 
 
 def _delivery_status_text(part: Message, defects: list[str]) -> str:
