@@ -28,6 +28,14 @@ SHORT_TEXTS = [
     ("Ďakujem, pošta už funguje", "iso8859-2"),
     ("Čeština", "iso8859-2"),
     ("café 120 € – ok", "cp1252"),
+    # EUC-KR Hangul and GB2312 hanzi share byte ranges: told apart by common characters.
+    ("감사합니다", "cp949"),
+    ("안녕하세요", "cp949"),
+    ("확인 부탁드립니다", "cp949"),
+    ("谢谢", "gb18030"),
+    ("密码错误", "gb18030"),
+    ("您好", "big5"),
+    ("ありがとう", "euc_jp"),
     ("Árvíztűrő tükörfúrógép", "iso8859-2"),
     ("Ståle Øvergård", "cp1252"),
 ]
