@@ -184,7 +184,8 @@ def _strict(data: bytes, codec: str) -> str | None:
         return None
 
 
-def _score(text: str, codec: str) -> float:
+def text_score(text: str, codec: str) -> float:
+    """How plausible ``text`` is as the decoding of its bytes in ``codec``."""
     return _asian_score(text, codec) if codec in _ASIAN else european_score(text)
 
 
@@ -203,7 +204,7 @@ def guess_charset(data: bytes, hints: tuple[str, ...] = ()) -> str:
     cut = len(sample) < len(data)
     for hint in hints:
         text = _strict(sample, hint) if not cut else sample.decode(hint, "ignore")
-        if text is not None and _score(text, hint) > 0:
+        if text is not None and text_score(text, hint) > 0:
             return hint
     high = len(_HIGH_BYTE.findall(sample))
     scored: list[tuple[float, int, str]] = []
