@@ -11,30 +11,23 @@ an HTML-only body, ``sanitize_html`` the HTML we keep (or none, for a nesting bo
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from email.errors import (
-    InvalidBase64CharactersDefect,
-    InvalidBase64LengthDefect,
-    InvalidBase64PaddingDefect,
-    MessageDefect,
-    MessageError,
-)
+from email.errors import MessageError
 from email.message import Message
 from email.utils import collapse_rfc2231_value
-from typing import Any
 
 from mailgate.errors import PermanentError
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.charsets import decode_bytes
+from mailgate.parse.enriched import enriched_to_text, richtext_to_text
 from mailgate.parse.flowed import unflow
 from mailgate.parse.headers import header_text, raw_text
 from mailgate.parse.markup import MAX_HTML_DEPTH, html_depth_exceeds, html_to_text, sanitize_html
 from mailgate.parse.message import Attachment
+from mailgate.parse.payload import decoded_payload
 from mailgate.parse.uuencode import split_uuencoded
 
 # Re-exported: these lived here before the HTML helpers got their own module.
@@ -52,6 +45,8 @@ __all__ = [
 ]
 
 _MAX_FILENAME = 200
+# Older clients' formatted text: body text like text/plain once its commands are gone.
+_FORMATTED_TEXT = {"text/enriched": enriched_to_text, "text/richtext": richtext_to_text}
 
 
 @dataclass(slots=True)
@@ -72,7 +67,8 @@ class Body:
 
 @dataclass(slots=True)
 class _Segment:
-    """One inline text part: "plain" or "html", inside which multipart/alternative."""
+    """One inline text part: "plain", "formatted" (text/enriched) or "html", inside
+    which multipart/alternative."""
 
     kind: str
     group: int | None
@@ -186,7 +182,10 @@ def _leaf(
     inline = part.get_content_disposition() != "attachment" and not named
     # A multipart the parser could not split (no boundary) is shown as text.
     as_text = ctype == "text/plain" or ctype.startswith("multipart/")
-    if inline and as_text:
+    if inline and ctype in _FORMATTED_TEXT:
+        text = _FORMATTED_TEXT[ctype](_part_text(part, defects, hints))
+        segments.append(_Segment("formatted", group, text))
+    elif inline and as_text:
         text, encoded = split_uuencoded(_part_text(part, defects, hints))
         for name, data in encoded:
             body.attachments.append(_bytes_attachment(data, display_filename(name)))
@@ -205,13 +204,13 @@ def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
     """The body text from the inline text parts, and whether it is the HTML's text."""
     if not segments:
         return None, False
-    plain_anywhere = any(s.kind == "plain" and s.text.strip() for s in segments)
+    plain_anywhere = any(s.kind != "html" and s.text.strip() for s in segments)
     chosen: list[str] = []
     done: set[int] = set()
     from_html = False
     for segment in segments:
         if segment.group is None:
-            if segment.kind == "plain":
+            if segment.kind != "html":
                 chosen.append(segment.text)
             elif not plain_anywhere:
                 chosen.append(html_to_text(segment.text))
@@ -222,8 +221,11 @@ def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
         done.add(segment.group)
         members = [s for s in segments if s.group == segment.group]
         plain = [s.text for s in members if s.kind == "plain"]
+        formatted = [s.text for s in members if s.kind == "formatted"]
         if any(text.strip() for text in plain):
             chosen.extend(plain)
+        elif any(text.strip() for text in formatted):
+            chosen.extend(formatted)
         else:
             chosen.extend(html_to_text(s.text) for s in members if s.kind == "html")
             from_html = True
@@ -281,57 +283,6 @@ def _attachment(part: Message, ctype: str, filename: str, *, embedded: bool) -> 
         sha256=hashlib.sha256(data).hexdigest(),
         data=data,
     )
-
-
-def decoded_payload(part: Message) -> Any:
-    """``part.get_payload(decode=True)``, for base64 with a third of its peak memory.
-
-    compat32 removes the line breaks of a base64 payload by splitting it into a list of
-    lines and joining them again: for a 25 MB attachment, half a million small objects
-    and two more copies.  ``translate`` removes the same bytes (``bytes.splitlines``
-    breaks at CR and LF only) in one pass, and the decoding below is the stdlib's
-    ``_encoded_words.decode_b``: the same result and the same defects.  Anything but an
-    ASCII base64 payload goes to the stdlib.
-    """
-    cte = str(part.get("content-transfer-encoding", "")).lower()
-    if cte != "base64" or part.is_multipart():
-        return part.get_payload(decode=True)
-    try:
-        # An ASCII payload comes back as stored; one with raw 8-bit bytes is decoded
-        # with the declared charset, which may fail (a NUL in its name) and goes to
-        # the stdlib below either way.
-        payload = part.get_payload()
-    except (ValueError, LookupError):
-        payload = None
-    if not isinstance(payload, str) or not payload.isascii():
-        return part.get_payload(decode=True)
-    encoded = payload.encode("ascii").translate(None, b"\r\n")
-    value, found = _decode_b(encoded)
-    for defect in found:
-        part.policy.handle_defect(part, defect)
-    return value
-
-
-def _decode_b(encoded: bytes) -> tuple[bytes, list[MessageDefect]]:
-    # As email._encoded_words.decode_b (Python 3.11), which has no public name.
-    pad_err = len(encoded) % 4
-    try:
-        padding = b"==="[: 4 - pad_err] if pad_err else b""
-        found: list[MessageDefect] = [InvalidBase64PaddingDefect()] if pad_err else []
-        return base64.b64decode(encoded + padding, validate=True), found
-    except binascii.Error:
-        pass
-    try:
-        return base64.b64decode(encoded, validate=False), [InvalidBase64CharactersDefect()]
-    except binascii.Error:
-        pass
-    try:
-        return base64.b64decode(encoded + b"==", validate=False), [
-            InvalidBase64CharactersDefect(),
-            InvalidBase64PaddingDefect(),
-        ]
-    except binascii.Error:
-        return encoded, [InvalidBase64LengthDefect()]
 
 
 def _bytes_attachment(data: bytes, filename: str) -> Attachment:
