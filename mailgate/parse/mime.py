@@ -46,6 +46,10 @@ __all__ = [
 
 _MAX_FILENAME = 200
 # Older clients' formatted text: body text like text/plain once its commands are gone.
+# The names clients give these parts when a sender left them unnamed.  Outlook's TNEF
+# (winmail.dat) is kept whole: no well-kept library unpacks it (tnefparse's last
+# release is from January 2021), so the operator gets the file as Outlook sent it.
+_DEFAULT_NAMES = {"application/ms-tnef": "winmail.dat", "text/calendar": "invite.ics"}
 _FORMATTED_TEXT = {"text/enriched": enriched_to_text, "text/richtext": richtext_to_text}
 
 
@@ -196,7 +200,7 @@ def _leaf(
             body.html = html
         segments.append(_Segment("html", group, html))
     else:
-        name = display_filename(filename)
+        name = display_filename(filename or _DEFAULT_NAMES.get(ctype, ""))
         body.attachments.append(_attachment(part, ctype, name, embedded=False))
 
 
