@@ -98,8 +98,8 @@ _RECIPIENT_LINES = (
     re.compile(rf"^\s{{0,20}}<({_ADDRESS})>\s*:"),
     # Exim, Domino, Exchange, James, Gmail: the address alone on its line
     re.compile(rf"^\s{{0,20}}<?({_ADDRESS})>?\s*$"),
-    # old Exchange "a@b on <date>"
-    re.compile(rf"^\s{{0,20}}({_ADDRESS})\s+on\s"),
+    # old Exchange "a@b on <date>", localized: "am", "le", "el", "il", "op", "em", "på"
+    re.compile(rf"^\s{{0,20}}({_ADDRESS})\s+(?:on|am|le|el|il|op|em|på|den)\s"),
     # Sendmail/Courier transcripts, James, MDaemon: "RCPT TO:<a@b>"
     re.compile(rf"RCPT\s+TO:\s*<?({_ADDRESS})>?", re.IGNORECASE),
     # gateways, carriers: "Recipient: a@b", "宛先: a@b", "收件人：a@b"
