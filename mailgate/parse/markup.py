@@ -13,6 +13,8 @@ import re
 
 import inscriptis
 import nh3
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 
 # How deep HTML elements may nest before the sanitizer is not run at all.  nh3's tree
 # builder costs time quadratic in the depth (30 000 unclosed <div>s: 1.8 s of CPU that
@@ -75,10 +77,17 @@ def sanitize_html(html: str, defects: list[str]) -> str | None:
     return nh3.clean(html)
 
 
+# inscriptis' default ("relaxed") profile indents every nested <div> by two spaces and
+# pads every <span> with spaces: made for web pages, it turns Gmail's div-per-line
+# bodies into staircases and Outlook's "Dzie<span>ń</span>" into "Dzie ń".  The
+# "strict" profile lays them out as a mail client shows them.
+_TEXT_CONFIG = ParserConfig(css=CSS_PROFILES["strict"])
+
+
 def html_to_text(html: str) -> str:
     """Layout-aware text of an HTML-only body (inscriptis), blank-line runs collapsed."""
     try:
-        text = inscriptis.get_text(html)
+        text = inscriptis.get_text(html, _TEXT_CONFIG)
     except (RecursionError, ValueError):
         text = re.sub(r"<[^<>]*>", " ", html)
     lines = [line.rstrip() for line in str(text).splitlines()]

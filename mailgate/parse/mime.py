@@ -20,6 +20,7 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 
 from mailgate.errors import PermanentError
+from mailgate.parse.armor import unwrap_clearsigned
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.charsets import decode_bytes
 from mailgate.parse.enriched import enriched_to_text, richtext_to_text
@@ -190,7 +191,7 @@ def _leaf(
         text = _FORMATTED_TEXT[ctype](_part_text(part, defects, hints))
         segments.append(_Segment("formatted", group, text))
     elif inline and as_text:
-        text, encoded = split_uuencoded(_part_text(part, defects, hints))
+        text, encoded = split_uuencoded(unwrap_clearsigned(_part_text(part, defects, hints)))
         for name, data in encoded:
             body.attachments.append(_bytes_attachment(data, display_filename(name)))
         segments.append(_Segment("plain", group, text))
