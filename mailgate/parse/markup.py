@@ -147,21 +147,36 @@ def _text_of(fragment: str) -> str:
     return re.sub(r"<[^<>]*>", " ", fragment)
 
 
-def strip_html_quotes(html: str) -> str:
+# Inside a quote container, the quoted paragraphs themselves and the attribution: what
+# goes when answers were written between them (Gmail keeps inline answers inside its
+# gmail_quote container, between blockquotes).
+_INNER_QUOTE = re.compile(
+    r"""<(blockquote)\b[^<>]{0,800}>
+      | <(div)\b[^<>]{0,400}?class\s*=\s*["']?[^"'<>]{0,100}?\b(?:gmail_attr|moz-cite-prefix)\b
+        [^<>]{0,400}>""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def strip_html_quotes(html: str, *, inner: bool = False) -> str:
     """The HTML without the quoted message: quote containers removed, and everything
-    after an Outlook header block cut.  A forwarded message is never cut."""
+    after an Outlook header block cut.  A forwarded message is never cut.
+
+    ``inner``: remove only the quoted paragraphs and the attribution, keeping answers
+    written between them inside a container (when the whole reply is in one)."""
     if len(html) > 2_000_000:
         return html  # beyond any real reply; the text stripper still runs
     divider = _QUOTE_DIVIDER.search(html)
     if divider is not None and not _FORWARD_MARK.search(_text_of(html[divider.start() :][:5000])):
         html = html[: divider.start()]
+    container = _INNER_QUOTE if inner else _QUOTE_CONTAINER
     out: list[str] = []
     position = 0
     for _ in range(50):  # each pass removes one container
-        match = _QUOTE_CONTAINER.search(html, position)
+        match = container.search(html, position)
         if match is None:
             break
-        end = _element_end(html, match.start(), match.group(1).lower())
+        end = _element_end(html, match.start(), (match.group(1) or match.group(2)).lower())
         if _FORWARD_MARK.search(_text_of(html[match.start() : end][:5000])):
             out.append(html[position:end])
         else:
