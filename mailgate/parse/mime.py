@@ -246,7 +246,8 @@ def _part_text(part: Message, defects: list[str], hints: tuple[str, ...] = ()) -
     if not isinstance(data, bytes):
         return ""
     text = decode_bytes(data, part.get_content_charset(None), defects, "body", hints)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # A byte order mark (Windows editors, some webmails) is no part of the text.
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if part.get_content_type() == "text/plain" and _param(part, "format") == "flowed":
         text = unflow(text, delsp=_param(part, "delsp") == "yes")
     return text
