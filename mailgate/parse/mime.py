@@ -343,7 +343,11 @@ def _filename(part: Message, defects: list[str], hints: tuple[str, ...] = ()) ->
     except (LookupError, UnicodeError, ValueError):
         defects.append("attachment:bad-filename")
         return ""
-    return header_text(name, defects, hints) if name else ""
+    text = header_text(name, defects, hints) if name else ""
+    # filename='x.pdf': some clients quote with apostrophes, which MIME does not know.
+    if len(text) > 2 and text[0] == text[-1] == "'" and "'" not in text[1:-1]:
+        return text[1:-1]
+    return text
 
 
 _PARAM = re.compile(
@@ -355,13 +359,15 @@ _PARAM = re.compile(
 def _raw_filename(part: Message, hints: tuple[str, ...]) -> str | None:
     """The file name read from the raw header, where the stdlib gets it wrong: raw
     8-bit bytes (it replaces them with U+FFFD) and RFC 2231 values without a charset
-    (it reads them as ASCII).  None: leave it to the stdlib."""
+    (it reads them as ASCII), and an RFC 2231 name beside a plain ASCII fallback (the
+    extended one wins, RFC 2231 section 4).  None: leave it to the stdlib."""
     for header in ("content-disposition", "content-type"):
         value = next((str(v) for k, v in part.raw_items() if k.lower() == header), None)
-        if value is None or (value.isascii() and "*=''" not in value):
+        if value is None or (value.isascii() and "*=" not in value):
             continue
         want = "filename" if header == "content-disposition" else "name"
-        pieces: dict[int, tuple[bool, str]] = {}
+        extended: dict[int, tuple[bool, str]] = {}
+        plain: dict[int, tuple[bool, str]] = {}
         for match in _PARAM.finditer(value.replace("\r\n", "").replace("\n", "")):
             if match.group(1).lower() != want:
                 continue
@@ -369,7 +375,9 @@ def _raw_filename(part: Message, hints: tuple[str, ...]) -> str | None:
             text = match.group(4)
             if text.startswith('"'):
                 text = re.sub(r"\\(.)", r"\1", text[1:-1])
+            pieces = extended if match.group(2) or match.group(3) else plain
             pieces.setdefault(index, (bool(match.group(3)), text))
+        pieces = extended or plain
         if pieces:
             return _join_rfc2231([pieces[i] for i in sorted(pieces)], hints)
     return None
