@@ -10,7 +10,7 @@ paragraphs instead of the client's wrapping.  The rules, line by line:
 * a line ending in a space is flowed: it joins the next line of the same quote depth
   (with ``DelSp=yes`` its trailing space goes too, for languages written without
   spaces); a change of depth or an empty line ends the paragraph;
-* the signature separator ``-- `` is never flowed.
+* the signature separator ``-- `` is never flowed, nor joined to the line above.
 
 Quoted paragraphs come out as ``> text`` (one ``>`` per level), which is what the quote
 stripper reads.  Linear in the text.
@@ -31,9 +31,9 @@ def unflow(text: str, delsp: bool) -> str:
         line = raw[depth:]
         if line.startswith(" "):
             line = line[1:]  # space-stuffing
-        if pending and (depth != pending_depth or not line):
-            # A depth change ends the paragraph; so does an empty line, which a
-            # trailing space on the line above must not swallow.
+        if pending and (depth != pending_depth or not line or line == _SIGNATURE):
+            # A depth change ends the paragraph; so do an empty line and the signature
+            # separator, which a trailing space on the line above must not swallow.
             out.append(_joined(pending, pending_depth))
             pending = []
         flowed = line.endswith(" ") and line != _SIGNATURE

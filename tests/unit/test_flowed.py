@@ -17,7 +17,7 @@ from mailgate.parse.flowed import unflow
         ("> a \n> b\nc", False, "> a b\nc"),
         ("> a \n>> b \n>> c\n", False, "> a \n>> b c\n"),  # a depth change ends it
         (">\n> x", False, ">\n> x"),
-        ("text \n-- \nJan", False, "text -- \nJan"),
+        ("text \n-- \nJan", False, "text \n-- \nJan"),
         ("text\n-- \nJan", False, "text\n-- \nJan"),  # the separator is never flowed
         ("tail \n", False, "tail \n"),
     ],
