@@ -20,6 +20,7 @@ _VERBS = (
     r"|escreveu|skrev|kirjoitti|pisze|napisał\(a\)|napisała|napisał|napsal\(a\)|napsala|napsal"
     r"|napísal\(a\)|napísala|napísal|написал\(а\)|написала|написал|пишет|写道|寫道|έγραψε"
     r"|írta|yazdı|a\s+scris|je\s+napisao|je\s+napisal|rašė|rakstīja|kirjutas|작성"
+    r"|đã\s+viết|menulis|เขียนว่า|пише"
 )
 # What may follow the verb: after an opener ("Am … schrieb Helpdesk <a@b>:"), up to a
 # name and an address; otherwise only the colon ("… Helpdesk <a@b> wrote:", "…写道：");
@@ -39,6 +40,10 @@ ATTRIBUTION_OPENER = re.compile(
 ATTRIBUTION_START = re.compile(r".*[@<]")
 # Gmail in Russian, Yandex, Japanese clients: no verb, "<date>, Name <a@b>:".
 ADDRESS_COLON = re.compile(r"<[^<>\s@]{1,64}@[^<>\s@]{1,253}>\s?[:：]$")
+# An address anywhere in a line: with a date and a final colon, directly above ">"
+# quoted lines, a line is an attribution in any language ("Név <a@b> ezt írta
+# (időpont: …):", mutt's "* Name <a@b> [2025-12-01 09:00]:").
+ADDRESS_ANYWHERE = re.compile(r"[^\s<>()\[\]@]{1,64}@[^\s<>()\[\]@]{1,253}")
 
 # --------------------------------------------------------------------------- original
 

@@ -55,3 +55,11 @@ def test_inner_html_quotes_keep_answers_inside_a_quote_container() -> None:
     inner = strip_html_quotes(html, inner=True)
     assert "a1" in inner and "a2" in inner
     assert "q1" not in inner and "older" not in inner and "wrote" not in inner
+
+
+def test_an_address_and_date_line_above_a_quote_is_an_attribution_in_any_language() -> None:
+    body = "Answer.\n\nX <a@b.example> sagde den 1.12.2025 (kl. 9):\n> old\n"
+    assert strip_quotes(body) == "Answer."
+    # Not above a quote: a customer's sentence stays.
+    text = "Write to billing@b.example before 5 Dec:\nthe invoice is wrong."
+    assert strip_quotes(text) == text
