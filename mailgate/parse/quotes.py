@@ -95,8 +95,10 @@ def _has_text(lines: list[str]) -> bool:
 def _attribution_at(lines: list[str], index: int) -> bool:
     """Whether the reply header at ``index`` is an attribution (quotes follow with ">")."""
     line = lines[index]
-    return _is_attribution(line) or _attribution_above_quote(lines, index, line) or (
-        index + 1 < len(lines) and _is_attribution(f"{line} {lines[index + 1].strip()}")
+    return (
+        _is_attribution(line)
+        or _attribution_above_quote(lines, index, line)
+        or (index + 1 < len(lines) and _is_attribution(f"{line} {lines[index + 1].strip()}"))
     )
 
 
