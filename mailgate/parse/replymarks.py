@@ -68,7 +68,7 @@ _FROM_LABELS = (
 )
 _DATE_LABELS = (
     r"Sent|Date|Envoyé|Gesendet|Datum|Verzonden|Inviato|Data|Wysłano|Wysłane|Отправлено|Дата"
-    r"|Skickat|Sendt|Lähetetty|Küldve|Gönderildi|Fecha|Odesláno|Odoslané"
+    r"|Skickat|Sendt|Lähetetty|Küldve|Elküldve|Gönderildi|Fecha|Odesláno|Odoslané"
     r"|(?:Enviado|Enviada)(?:\s+(?:el|em))?|发送时间|日期|寄件日期|送信日時|Tarih|Σταλθηκε|Надіслано"
 )
 _OTHER_LABELS = (
