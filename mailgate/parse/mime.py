@@ -227,7 +227,8 @@ def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
         members = [s for s in segments if s.group == segment.group]
         plain = [s.text for s in members if s.kind == "plain"]
         formatted = [s.text for s in members if s.kind == "formatted"]
-        if any(text.strip() for text in plain):
+        has_html = any(s.kind == "html" for s in members)
+        if any(text.strip() for text in plain) and not (has_html and _placeholder(plain)):
             chosen.extend(plain)
         elif any(text.strip() for text in formatted):
             chosen.extend(formatted)
@@ -239,6 +240,19 @@ def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
         # Only empty parts: an empty body, as a single empty part has always been.
         return ("" if any(s.kind == "plain" for s in segments) else None), False
     return "\n\n".join(texts), from_html and len(texts) == 1
+
+
+# "This is an HTML message; please use an HTML capable mail client": a plain text
+# alternative that only points at the HTML one (CRMs, newsletters, some web forms).
+_PLACEHOLDER = re.compile(
+    r"\bHTML\b.{0,80}\b(?:client|viewer|reader|program|browser|capable|compatible|format)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _placeholder(plain: list[str]) -> bool:
+    text = "".join(plain).strip()
+    return len(text) < 200 and _PLACEHOLDER.search(text) is not None
 
 
 def _part_text(part: Message, defects: list[str], hints: tuple[str, ...] = ()) -> str:
