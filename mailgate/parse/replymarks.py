@@ -135,7 +135,8 @@ CLOSING = re.compile(
     r"|saludos(?:\s+cordiales)?|un\s+saludo|atentamente|atenciosamente|abraços|cumprimentos"
     r"|met\s+vriendelijke\s+groet(?:en)?|vriendelijke\s+groet(?:en)?|groeten|mvg"
     r"|med\s+venlig\s+hilsen|vennlig\s+hilsen|med\s+vänliga\s+hälsningar|hälsningar|hilsen"
-    r"|ystävällisin\s+terveisin|terveisin|üdvözlettel|saygılarımla"
+    r"|ystävällisin\s+terveisin|terveisin|üdvözlettel|üdv|tisztelettel|saygılarımla"
+    r"|s\s+poštovanjem|lep\s+pozdrav|lijep\s+pozdrav|srdačan\s+pozdrav"
     r")\s*[,.!]?\s*$",
     re.IGNORECASE,
 )
