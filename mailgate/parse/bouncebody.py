@@ -55,7 +55,8 @@ DELAY_SUBJECT = re.compile(
     r"delayed\s+mail|delivery\s+status\s+notification\s*\(\s*delay|message\s+delayed"
     r"|delivery\s+delayed|delayed\s+\d+\s+hours|warning:.{0,60}delayed|still\s+being\s+retried"
     r"|zustellung\s+verzögert|verzögert|retard|remise\s+différée|retrasad|ritardat"
-    r"|opóźnion|zpožděn|oneskoren|задерж|遅延|延迟",
+    r"|opóźnion|zpožděn|oneskoren|задерж|遅延|延迟"
+    r"|could\s+not\s+send\s+message\s+for\s+past",  # Sendmail's warning
     re.IGNORECASE,
 )
 
@@ -80,7 +81,7 @@ FAILURE_BODY = re.compile(
     re.IGNORECASE,
 )
 DELAY_BODY = re.compile(
-    r"THIS\s+IS\s+A\s+WARNING\s+ONLY|has\s+not\s+yet\s+been\s+delivered|will\s+be\s+retried"
+    r"THIS\s+IS\s+A\s+WARNING\s+(?:MESSAGE\s+)?ONLY|has\s+not\s+yet\s+been\s+delivered|will\s+be\s+retried"
     r"|still\s+trying|Delivery\s+incomplete|No\s+action\s+is\s+required\s+on\s+your\s+part"
     r"|delivery\s+(?:is\s+)?delayed|will\s+continue\s+to\s+(?:try|attempt)",
     re.IGNORECASE,
@@ -98,8 +99,14 @@ _RECIPIENT_LINES = (
     re.compile(rf"^\s{{0,20}}<({_ADDRESS})>\s*:"),
     # Exim, Domino, Exchange, James, Gmail: the address alone on its line
     re.compile(rf"^\s{{0,20}}<?({_ADDRESS})>?\s*$"),
-    # old Exchange "a@b on <date>"
-    re.compile(rf"^\s{{0,20}}({_ADDRESS})\s+on\s"),
+    # RFC 3464 fields where the report came as plain text
+    re.compile(rf"^\s{{0,20}}(?:Final|Original)-Recipient:\s*rfc822\s*;\s*<?({_ADDRESS})>?", re.I),
+    # Exchange, Office 365: "a@b (a@b)", "Name (a@b)" alone on a line
+    re.compile(rf"^(?:[^<>@()]{{0,80}}?|\s{{0,20}}{_ADDRESS}\s{{0,5}})\(<?({_ADDRESS})>?\)\s*$"),
+    # Sendmail's transcript: "<a@b>... Deferred: …"
+    re.compile(rf"^\s{{0,20}}<({_ADDRESS})>\.\.\.\s"),
+    # old Exchange "a@b on <date>", localized: "am", "le", "el", "il", "op", "em", "på"
+    re.compile(rf"^\s{{0,20}}({_ADDRESS})\s+(?:on|am|le|el|il|op|em|på|den)\s"),
     # Sendmail/Courier transcripts, James, MDaemon: "RCPT TO:<a@b>"
     re.compile(rf"RCPT\s+TO:\s*<?({_ADDRESS})>?", re.IGNORECASE),
     # gateways, carriers: "Recipient: a@b", "宛先: a@b", "收件人：a@b"

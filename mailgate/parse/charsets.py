@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import re
 
-from mailgate.parse.detect import european_score, guess_charset
+from mailgate.parse.detect import european_score, guess_charset, text_score
 
 # Names seen in the wild that Python does not know, or knows as a narrower charset.
 _CHARSET_ALIASES = {
@@ -137,6 +137,7 @@ def decode_bytes(
 
 
 _SUSPECT = re.compile(r"[\x80-\x9f\xa1-\xa6\xa8-\xaa\xac\xaf-\xbf]|[а-яё][А-ЯЁ]")
+_ACCENTED_WORD = re.compile(r"(?<![^\W\d_])[\xc0-\xff]{5,}(?![^\W\d_])")
 
 
 def _mislabelled(data: bytes, text: str, codec: str) -> bool:
@@ -156,12 +157,17 @@ def _mislabelled(data: bytes, text: str, codec: str) -> bool:
         if exc.start >= 8188:  # cut inside a character by the sample's end
             return True
     sample = text[:2048]
-    # Symbols and C1 controls where letters belong, or Cyrillic case swapped inside a
-    # word: only then is the (costlier) letter score worth computing.
-    if not _SUSPECT.search(sample) or european_score(sample) > 0:
+    # Symbols and C1 controls where letters belong, Cyrillic case swapped inside a
+    # word, or a word of accented letters only ("Ïðèâåò": cp1251 read as Latin-1):
+    # only then is the (costlier) letter score worth computing.
+    symbols = _SUSPECT.search(sample) is not None
+    if not symbols and _ACCENTED_WORD.search(sample) is None:
+        return False
+    own = european_score(sample)
+    if symbols and own > 0:
         return False
     other = guess_charset(data)
-    return other != codec and european_score(data[:8192].decode(other, "replace")) > 0
+    return other != codec and text_score(data[:8192].decode(other, "replace"), other) > max(own, 0)
 
 
 def _scalars(text: str) -> str:

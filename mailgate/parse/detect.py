@@ -53,6 +53,7 @@ for _index, _family in enumerate(_FAMILIES):
 _RARE = set("ŕĺŔĹţŢşŞ")
 # Punctuation common in prose in every family.
 _PUNCTUATION = set("€„“”‘’‚–—«»…°§·©®×•\u00a0")
+_QUOTES = set("„“”«»")
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -73,13 +74,15 @@ def european_score(text: str) -> float:
         i = match.start()
         previous = text[i - 1] if i else " "
         following = text[i + 1] if i < last else " "
+        if char.isupper() and (previous.islower() or (previous.isupper() and following.islower())):
+            # Case changing inside a word: "оЕ ТБВПФБЕФ" (KOI8-R read as cp1251),
+            # "ľČłçÇĎĽĽżä" (Korean read as cp1250); prose is "Word" or "WORD".
+            penalty += 1.5
         if "\u0400" <= char <= "\u04ff":
             if char.islower():
                 cyrillic_lower += 1
             else:
                 cyrillic_upper += 1
-                if previous.islower():
-                    penalty += 1.5  # "оЕ ТБВПФБЕФ": KOI8-R read as cp1251
             # A Cyrillic letter glued to a Latin one: "cafй".
             if previous < "\x80" and previous.isalpha():
                 penalty += 1.5
@@ -87,7 +90,12 @@ def european_score(text: str) -> float:
                 penalty += 1.5
             continue
         if char in _PUNCTUATION:
-            neutral += 0.5
+            # Quotation marks glued between two letters are a mis-decode ("Đ»Đ»").
+            glued = char in _QUOTES and previous.isalpha() and following.isalpha()
+            if glued:
+                penalty += 2.0
+            else:
+                neutral += 0.5
             continue
         families = _FAMILY_OF.get(char)
         if families is not None:
@@ -120,6 +128,22 @@ _COMMON_LEAD = {
     "cp949": ((0xA1, 0xA3), (0xB0, 0xC8)),
 }
 _HIGH_TRAIL = frozenset({"gb18030", "euc_jp", "cp949"})
+# EUC-KR Hangul and GB2312 hanzi share their byte ranges, so the ranges above cannot
+# tell Korean from Chinese; the characters everyday text is made of can.  Korean read
+# as GBK gives rare hanzi ("感谢" is never "皑荤"), Chinese read as EUC-KR rare Hanja.
+_FREQUENT = frozenset(
+    "이다는의에하고가을를지서사기로요니습도한들으수시자어아해나인대리세게있것주적부정전"
+    "안보일상제드여우오라면만내거와과경없성저감합녕확문메버접속되않탁린립님께씨용비번호계"
+    "회원결개발청필했었였겠좋월년분새진행받할및"
+    "的一是不了在人有我他这這个個们們中来來上大为為和国國地到以说說时時要就出会會可也你对對"
+    "生能而子那得于於着著下自之年过過发發后後作里裡用道行所然家种種事成方多经經么麼去法学學"
+    "如都同现現当當没沒动動面起看定天分还還进進好小部其些主样樣理心本前开開但因只从從想实實"
+    "请請谢謝您问問题題服务務器件邮郵无無访訪帮幫助查检檢系统統号號码碼网網站收登录錄客户戶"
+)
+
+
+def _frequent(char: str) -> bool:
+    return char in _FREQUENT or "\u3041" <= char <= "\u30fa"  # or kana
 
 
 def _common(char: str, codec: str) -> bool:
@@ -144,7 +168,10 @@ def _asian_score(text: str, codec: str) -> float:
     for run in _WIDE_RUN.finditer(text):
         chars = run.group()
         wide += len(chars)
-        value = sum(1.5 if _common(char, codec) else -1.0 for char in chars)
+        value = sum(
+            (1.5 if _common(char, codec) else -1.0) + (1.0 if _frequent(char) else 0.0)
+            for char in chars
+        )
         score += value if len(chars) > 1 else min(value, 0.0) - 3.0
     other = len(_NON_ASCII.findall(text)) - wide
     return score - 1.5 * other
@@ -157,7 +184,8 @@ def _strict(data: bytes, codec: str) -> str | None:
         return None
 
 
-def _score(text: str, codec: str) -> float:
+def text_score(text: str, codec: str) -> float:
+    """How plausible ``text`` is as the decoding of its bytes in ``codec``."""
     return _asian_score(text, codec) if codec in _ASIAN else european_score(text)
 
 
@@ -176,7 +204,7 @@ def guess_charset(data: bytes, hints: tuple[str, ...] = ()) -> str:
     cut = len(sample) < len(data)
     for hint in hints:
         text = _strict(sample, hint) if not cut else sample.decode(hint, "ignore")
-        if text is not None and _score(text, hint) > 0:
+        if text is not None and text_score(text, hint) > 0:
             return hint
     high = len(_HIGH_BYTE.findall(sample))
     scored: list[tuple[float, int, str]] = []

@@ -13,6 +13,8 @@ import re
 
 import inscriptis
 import nh3
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 
 # How deep HTML elements may nest before the sanitizer is not run at all.  nh3's tree
 # builder costs time quadratic in the depth (30 000 unclosed <div>s: 1.8 s of CPU that
@@ -75,10 +77,17 @@ def sanitize_html(html: str, defects: list[str]) -> str | None:
     return nh3.clean(html)
 
 
+# inscriptis' default ("relaxed") profile indents every nested <div> by two spaces and
+# pads every <span> with spaces: made for web pages, it turns Gmail's div-per-line
+# bodies into staircases and Outlook's "Dzie<span>ń</span>" into "Dzie ń".  The
+# "strict" profile lays them out as a mail client shows them.
+_TEXT_CONFIG = ParserConfig(css=CSS_PROFILES["strict"])
+
+
 def html_to_text(html: str) -> str:
     """Layout-aware text of an HTML-only body (inscriptis), blank-line runs collapsed."""
     try:
-        text = inscriptis.get_text(html)
+        text = inscriptis.get_text(html, _TEXT_CONFIG)
     except (RecursionError, ValueError):
         text = re.sub(r"<[^<>]*>", " ", html)
     lines = [line.rstrip() for line in str(text).splitlines()]
@@ -138,21 +147,36 @@ def _text_of(fragment: str) -> str:
     return re.sub(r"<[^<>]*>", " ", fragment)
 
 
-def strip_html_quotes(html: str) -> str:
+# Inside a quote container, the quoted paragraphs themselves and the attribution: what
+# goes when answers were written between them (Gmail keeps inline answers inside its
+# gmail_quote container, between blockquotes).
+_INNER_QUOTE = re.compile(
+    r"""<(blockquote)\b[^<>]{0,800}>
+      | <(div)\b[^<>]{0,400}?class\s*=\s*["']?[^"'<>]{0,100}?\b(?:gmail_attr|moz-cite-prefix)\b
+        [^<>]{0,400}>""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def strip_html_quotes(html: str, *, inner: bool = False) -> str:
     """The HTML without the quoted message: quote containers removed, and everything
-    after an Outlook header block cut.  A forwarded message is never cut."""
+    after an Outlook header block cut.  A forwarded message is never cut.
+
+    ``inner``: remove only the quoted paragraphs and the attribution, keeping answers
+    written between them inside a container (when the whole reply is in one)."""
     if len(html) > 2_000_000:
         return html  # beyond any real reply; the text stripper still runs
     divider = _QUOTE_DIVIDER.search(html)
     if divider is not None and not _FORWARD_MARK.search(_text_of(html[divider.start() :][:5000])):
         html = html[: divider.start()]
+    container = _INNER_QUOTE if inner else _QUOTE_CONTAINER
     out: list[str] = []
     position = 0
     for _ in range(50):  # each pass removes one container
-        match = _QUOTE_CONTAINER.search(html, position)
+        match = container.search(html, position)
         if match is None:
             break
-        end = _element_end(html, match.start(), match.group(1).lower())
+        end = _element_end(html, match.start(), (match.group(1) or match.group(2)).lower())
         if _FORWARD_MARK.search(_text_of(html[match.start() : end][:5000])):
             out.append(html[position:end])
         else:

@@ -11,29 +11,24 @@ an HTML-only body, ``sanitize_html`` the HTML we keep (or none, for a nesting bo
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from email.errors import (
-    InvalidBase64CharactersDefect,
-    InvalidBase64LengthDefect,
-    InvalidBase64PaddingDefect,
-    MessageDefect,
-    MessageError,
-)
+from email.errors import MessageError
 from email.message import Message
 from email.utils import collapse_rfc2231_value
-from typing import Any
 
 from mailgate.errors import PermanentError
+from mailgate.parse.armor import unwrap_clearsigned
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.charsets import decode_bytes
+from mailgate.parse.enriched import enriched_to_text, richtext_to_text
+from mailgate.parse.flowed import unflow
 from mailgate.parse.headers import header_text, raw_text
 from mailgate.parse.markup import MAX_HTML_DEPTH, html_depth_exceeds, html_to_text, sanitize_html
 from mailgate.parse.message import Attachment
+from mailgate.parse.payload import decoded_payload
 from mailgate.parse.uuencode import split_uuencoded
 
 # Re-exported: these lived here before the HTML helpers got their own module.
@@ -51,6 +46,12 @@ __all__ = [
 ]
 
 _MAX_FILENAME = 200
+# Older clients' formatted text: body text like text/plain once its commands are gone.
+# The names clients give these parts when a sender left them unnamed.  Outlook's TNEF
+# (winmail.dat) is kept whole: no well-kept library unpacks it (tnefparse's last
+# release is from January 2021), so the operator gets the file as Outlook sent it.
+_DEFAULT_NAMES = {"application/ms-tnef": "winmail.dat", "text/calendar": "invite.ics"}
+_FORMATTED_TEXT = {"text/enriched": enriched_to_text, "text/richtext": richtext_to_text}
 
 
 @dataclass(slots=True)
@@ -71,7 +72,8 @@ class Body:
 
 @dataclass(slots=True)
 class _Segment:
-    """One inline text part: "plain" or "html", inside which multipart/alternative."""
+    """One inline text part: "plain", "formatted" (text/enriched) or "html", inside
+    which multipart/alternative."""
 
     kind: str
     group: int | None
@@ -185,8 +187,11 @@ def _leaf(
     inline = part.get_content_disposition() != "attachment" and not named
     # A multipart the parser could not split (no boundary) is shown as text.
     as_text = ctype == "text/plain" or ctype.startswith("multipart/")
-    if inline and as_text:
-        text, encoded = split_uuencoded(_part_text(part, defects, hints))
+    if inline and ctype in _FORMATTED_TEXT:
+        text = _FORMATTED_TEXT[ctype](_part_text(part, defects, hints))
+        segments.append(_Segment("formatted", group, text))
+    elif inline and as_text:
+        text, encoded = split_uuencoded(unwrap_clearsigned(_part_text(part, defects, hints)))
         for name, data in encoded:
             body.attachments.append(_bytes_attachment(data, display_filename(name)))
         segments.append(_Segment("plain", group, text))
@@ -196,7 +201,7 @@ def _leaf(
             body.html = html
         segments.append(_Segment("html", group, html))
     else:
-        name = display_filename(filename)
+        name = display_filename(filename or _DEFAULT_NAMES.get(ctype, ""))
         body.attachments.append(_attachment(part, ctype, name, embedded=False))
 
 
@@ -204,13 +209,13 @@ def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
     """The body text from the inline text parts, and whether it is the HTML's text."""
     if not segments:
         return None, False
-    plain_anywhere = any(s.kind == "plain" and s.text.strip() for s in segments)
+    plain_anywhere = any(s.kind != "html" and s.text.strip() for s in segments)
     chosen: list[str] = []
     done: set[int] = set()
     from_html = False
     for segment in segments:
         if segment.group is None:
-            if segment.kind == "plain":
+            if segment.kind != "html":
                 chosen.append(segment.text)
             elif not plain_anywhere:
                 chosen.append(html_to_text(segment.text))
@@ -221,8 +226,12 @@ def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
         done.add(segment.group)
         members = [s for s in segments if s.group == segment.group]
         plain = [s.text for s in members if s.kind == "plain"]
-        if any(text.strip() for text in plain):
+        formatted = [s.text for s in members if s.kind == "formatted"]
+        has_html = any(s.kind == "html" for s in members)
+        if any(text.strip() for text in plain) and not (has_html and _placeholder(plain)):
             chosen.extend(plain)
+        elif any(text.strip() for text in formatted):
+            chosen.extend(formatted)
         else:
             chosen.extend(html_to_text(s.text) for s in members if s.kind == "html")
             from_html = True
@@ -233,12 +242,34 @@ def _compose(segments: list[_Segment]) -> tuple[str | None, bool]:
     return "\n\n".join(texts), from_html and len(texts) == 1
 
 
+# "This is an HTML message; please use an HTML capable mail client": a plain text
+# alternative that only points at the HTML one (CRMs, newsletters, some web forms).
+_PLACEHOLDER = re.compile(
+    r"\bHTML\b.{0,80}\b(?:client|viewer|reader|program|browser|capable|compatible|format)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _placeholder(plain: list[str]) -> bool:
+    text = "".join(plain).strip()
+    return len(text) < 200 and _PLACEHOLDER.search(text) is not None
+
+
 def _part_text(part: Message, defects: list[str], hints: tuple[str, ...] = ()) -> str:
     data = decoded_payload(part)
     if not isinstance(data, bytes):
         return ""
     text = decode_bytes(data, part.get_content_charset(None), defects, "body", hints)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    # A byte order mark (Windows editors, some webmails) is no part of the text.
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if part.get_content_type() == "text/plain" and _param(part, "format") == "flowed":
+        text = unflow(text, delsp=_param(part, "delsp") == "yes")
+    return text
+
+
+def _param(part: Message, name: str) -> str:
+    value = part.get_param(name)
+    return collapse_rfc2231_value(value).strip().lower() if value else ""
 
 
 def _delivery_status_text(part: Message, defects: list[str]) -> str:
@@ -272,57 +303,6 @@ def _attachment(part: Message, ctype: str, filename: str, *, embedded: bool) -> 
         sha256=hashlib.sha256(data).hexdigest(),
         data=data,
     )
-
-
-def decoded_payload(part: Message) -> Any:
-    """``part.get_payload(decode=True)``, for base64 with a third of its peak memory.
-
-    compat32 removes the line breaks of a base64 payload by splitting it into a list of
-    lines and joining them again: for a 25 MB attachment, half a million small objects
-    and two more copies.  ``translate`` removes the same bytes (``bytes.splitlines``
-    breaks at CR and LF only) in one pass, and the decoding below is the stdlib's
-    ``_encoded_words.decode_b``: the same result and the same defects.  Anything but an
-    ASCII base64 payload goes to the stdlib.
-    """
-    cte = str(part.get("content-transfer-encoding", "")).lower()
-    if cte != "base64" or part.is_multipart():
-        return part.get_payload(decode=True)
-    try:
-        # An ASCII payload comes back as stored; one with raw 8-bit bytes is decoded
-        # with the declared charset, which may fail (a NUL in its name) and goes to
-        # the stdlib below either way.
-        payload = part.get_payload()
-    except (ValueError, LookupError):
-        payload = None
-    if not isinstance(payload, str) or not payload.isascii():
-        return part.get_payload(decode=True)
-    encoded = payload.encode("ascii").translate(None, b"\r\n")
-    value, found = _decode_b(encoded)
-    for defect in found:
-        part.policy.handle_defect(part, defect)
-    return value
-
-
-def _decode_b(encoded: bytes) -> tuple[bytes, list[MessageDefect]]:
-    # As email._encoded_words.decode_b (Python 3.11), which has no public name.
-    pad_err = len(encoded) % 4
-    try:
-        padding = b"==="[: 4 - pad_err] if pad_err else b""
-        found: list[MessageDefect] = [InvalidBase64PaddingDefect()] if pad_err else []
-        return base64.b64decode(encoded + padding, validate=True), found
-    except binascii.Error:
-        pass
-    try:
-        return base64.b64decode(encoded, validate=False), [InvalidBase64CharactersDefect()]
-    except binascii.Error:
-        pass
-    try:
-        return base64.b64decode(encoded + b"==", validate=False), [
-            InvalidBase64CharactersDefect(),
-            InvalidBase64PaddingDefect(),
-        ]
-    except binascii.Error:
-        return encoded, [InvalidBase64LengthDefect()]
 
 
 def _bytes_attachment(data: bytes, filename: str) -> Attachment:
@@ -377,7 +357,11 @@ def _filename(part: Message, defects: list[str], hints: tuple[str, ...] = ()) ->
     except (LookupError, UnicodeError, ValueError):
         defects.append("attachment:bad-filename")
         return ""
-    return header_text(name, defects, hints) if name else ""
+    text = header_text(name, defects, hints) if name else ""
+    # filename='x.pdf': some clients quote with apostrophes, which MIME does not know.
+    if len(text) > 2 and text[0] == text[-1] == "'" and "'" not in text[1:-1]:
+        return text[1:-1]
+    return text
 
 
 _PARAM = re.compile(
@@ -389,13 +373,15 @@ _PARAM = re.compile(
 def _raw_filename(part: Message, hints: tuple[str, ...]) -> str | None:
     """The file name read from the raw header, where the stdlib gets it wrong: raw
     8-bit bytes (it replaces them with U+FFFD) and RFC 2231 values without a charset
-    (it reads them as ASCII).  None: leave it to the stdlib."""
+    (it reads them as ASCII), and an RFC 2231 name beside a plain ASCII fallback (the
+    extended one wins, RFC 2231 section 4).  None: leave it to the stdlib."""
     for header in ("content-disposition", "content-type"):
         value = next((str(v) for k, v in part.raw_items() if k.lower() == header), None)
-        if value is None or (value.isascii() and "*=''" not in value):
+        if value is None or (value.isascii() and "*=" not in value):
             continue
         want = "filename" if header == "content-disposition" else "name"
-        pieces: dict[int, tuple[bool, str]] = {}
+        extended: dict[int, tuple[bool, str]] = {}
+        plain: dict[int, tuple[bool, str]] = {}
         for match in _PARAM.finditer(value.replace("\r\n", "").replace("\n", "")):
             if match.group(1).lower() != want:
                 continue
@@ -403,7 +389,9 @@ def _raw_filename(part: Message, hints: tuple[str, ...]) -> str | None:
             text = match.group(4)
             if text.startswith('"'):
                 text = re.sub(r"\\(.)", r"\1", text[1:-1])
+            pieces = extended if match.group(2) or match.group(3) else plain
             pieces.setdefault(index, (bool(match.group(3)), text))
+        pieces = extended or plain
         if pieces:
             return _join_rfc2231([pieces[i] for i in sorted(pieces)], hints)
     return None

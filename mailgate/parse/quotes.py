@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from mailgate.parse.replymarks import (
+    ADDRESS_ANYWHERE,
     ADDRESS_COLON,
     AFTER_OPENER,
     AFTER_OPENER_VERB,
@@ -94,8 +95,10 @@ def _has_text(lines: list[str]) -> bool:
 def _attribution_at(lines: list[str], index: int) -> bool:
     """Whether the reply header at ``index`` is an attribution (quotes follow with ">")."""
     line = lines[index]
-    return _is_attribution(line) or (
-        index + 1 < len(lines) and _is_attribution(f"{line} {lines[index + 1].strip()}")
+    return (
+        _is_attribution(line)
+        or _attribution_above_quote(lines, index, line)
+        or (index + 1 < len(lines) and _is_attribution(f"{line} {lines[index + 1].strip()}"))
     )
 
 
@@ -170,7 +173,19 @@ def _reply_header_at(lines: list[str], index: int, line: str) -> int:
             return 2
         if ATTRIBUTION_START.match(line) and not _is_attribution(following):
             return 2
-    return 0
+    return 1 if _attribution_above_quote(lines, index, line) else 0
+
+
+def _attribution_above_quote(lines: list[str], index: int, line: str) -> bool:
+    """A line with a date and an address, ending in a colon, right above a ">" quote:
+    an attribution whatever its language."""
+    stripped = line.rstrip()
+    if len(stripped) > _ATTRIBUTION_MAX or not stripped.endswith((":", "：")):
+        return False
+    nxt = _next_nonblank(lines, index + 1)
+    if nxt is None or not lines[nxt].lstrip().startswith(">"):
+        return False
+    return bool(re.search(r"\d", stripped)) and ADDRESS_ANYWHERE.search(stripped) is not None
 
 
 def _ends_with_verb(line: str) -> bool:

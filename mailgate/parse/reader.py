@@ -214,6 +214,8 @@ def _visible_text(body_text: str, html: str | None) -> str:
     is the HTML's text, else (or when that leaves nothing) from the plain text."""
     if html is not None:
         text = strip_quotes(html_to_text(strip_html_quotes(html))).strip()
+        if not text:  # answers between the quotes, all inside the quote container
+            text = strip_quotes(html_to_text(strip_html_quotes(html, inner=True))).strip()
         if text:
             return text
     return strip_quotes(body_text)

@@ -20,6 +20,7 @@ _VERBS = (
     r"|escreveu|skrev|kirjoitti|pisze|napisał\(a\)|napisała|napisał|napsal\(a\)|napsala|napsal"
     r"|napísal\(a\)|napísala|napísal|написал\(а\)|написала|написал|пишет|写道|寫道|έγραψε"
     r"|írta|yazdı|a\s+scris|je\s+napisao|je\s+napisal|rašė|rakstīja|kirjutas|작성"
+    r"|đã\s+viết|menulis|เขียนว่า|пише"
 )
 # What may follow the verb: after an opener ("Am … schrieb Helpdesk <a@b>:"), up to a
 # name and an address; otherwise only the colon ("… Helpdesk <a@b> wrote:", "…写道：");
@@ -39,6 +40,10 @@ ATTRIBUTION_OPENER = re.compile(
 ATTRIBUTION_START = re.compile(r".*[@<]")
 # Gmail in Russian, Yandex, Japanese clients: no verb, "<date>, Name <a@b>:".
 ADDRESS_COLON = re.compile(r"<[^<>\s@]{1,64}@[^<>\s@]{1,253}>\s?[:：]$")
+# An address anywhere in a line: with a date and a final colon, directly above ">"
+# quoted lines, a line is an attribution in any language ("Név <a@b> ezt írta
+# (időpont: …):", mutt's "* Name <a@b> [2025-12-01 09:00]:").
+ADDRESS_ANYWHERE = re.compile(r"[^\s<>()\[\]@]{1,64}@[^\s<>()\[\]@]{1,253}")
 
 # --------------------------------------------------------------------------- original
 
@@ -63,7 +68,7 @@ _FROM_LABELS = (
 )
 _DATE_LABELS = (
     r"Sent|Date|Envoyé|Gesendet|Datum|Verzonden|Inviato|Data|Wysłano|Wysłane|Отправлено|Дата"
-    r"|Skickat|Sendt|Lähetetty|Küldve|Gönderildi|Fecha|Odesláno|Odoslané"
+    r"|Skickat|Sendt|Lähetetty|Küldve|Elküldve|Gönderildi|Fecha|Odesláno|Odoslané"
     r"|(?:Enviado|Enviada)(?:\s+(?:el|em))?|发送时间|日期|寄件日期|送信日時|Tarih|Σταλθηκε|Надіслано"
 )
 _OTHER_LABELS = (
@@ -130,7 +135,8 @@ CLOSING = re.compile(
     r"|saludos(?:\s+cordiales)?|un\s+saludo|atentamente|atenciosamente|abraços|cumprimentos"
     r"|met\s+vriendelijke\s+groet(?:en)?|vriendelijke\s+groet(?:en)?|groeten|mvg"
     r"|med\s+venlig\s+hilsen|vennlig\s+hilsen|med\s+vänliga\s+hälsningar|hälsningar|hilsen"
-    r"|ystävällisin\s+terveisin|terveisin|üdvözlettel|saygılarımla"
+    r"|ystävällisin\s+terveisin|terveisin|üdvözlettel|üdv|tisztelettel|saygılarımla"
+    r"|s\s+poštovanjem|lep\s+pozdrav|lijep\s+pozdrav|srdačan\s+pozdrav"
     r")\s*[,.!]?\s*$",
     re.IGNORECASE,
 )

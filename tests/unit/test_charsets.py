@@ -28,6 +28,14 @@ SHORT_TEXTS = [
     ("Ďakujem, pošta už funguje", "iso8859-2"),
     ("Čeština", "iso8859-2"),
     ("café 120 € – ok", "cp1252"),
+    # EUC-KR Hangul and GB2312 hanzi share byte ranges: told apart by common characters.
+    ("감사합니다", "cp949"),
+    ("안녕하세요", "cp949"),
+    ("확인 부탁드립니다", "cp949"),
+    ("谢谢", "gb18030"),
+    ("密码错误", "gb18030"),
+    ("您好", "big5"),
+    ("ありがとう", "euc_jp"),
     ("Árvíztűrő tükörfúrógép", "iso8859-2"),
     ("Ståle Øvergård", "cp1252"),
 ]
@@ -76,4 +84,29 @@ def test_label_aliases(label: str, text: str) -> None:
     codec = {"x-cp1250": "cp1250", "cp-1251": "cp1251", "windows-31j": "cp932"}.get(label, "utf-8")
     defects: list[str] = []
     assert decode_bytes(text.encode(codec), label, defects, "body") == text
+    assert defects == []
+
+
+@pytest.mark.parametrize(
+    ("text", "actual"),
+    [
+        ("Добрый день, не работает почта на сервере.", "cp1251"),
+        ("こんにちは、メールが届きません。確認してください。", "shift_jis"),
+        ("您好，我们的服务器无法访问，请帮忙检查。", "gb18030"),
+    ],
+)
+def test_a_latin1_label_over_cyrillic_or_east_asian_bytes_is_second_guessed(
+    text: str, actual: str
+) -> None:
+    defects: list[str] = []
+    assert decode_bytes(text.encode(actual), "iso-8859-1", defects, "body") == text
+    assert defects == ["body:charset-mismatch"]
+
+
+@pytest.mark.parametrize(
+    "text", ["Très bien, à côté de l'église.", "Ærø og Åsa", "Straße über Köln", "ÉÀÈÔÛ"]
+)
+def test_latin1_text_with_accented_runs_keeps_its_label(text: str) -> None:
+    defects: list[str] = []
+    assert decode_bytes(text.encode("iso-8859-1"), "iso-8859-1", defects, "body") == text
     assert defects == []

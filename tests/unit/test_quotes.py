@@ -41,3 +41,25 @@ def test_quote_stripping_keeps_what_is_not_a_reply() -> None:
     inline = "> question one?\nanswer one\n> question two?\nanswer two\n\n> trailing quote\n"
     assert strip_quotes(inline) == "> question one?\nanswer one\n> question two?\nanswer two"
     assert strip_quotes("text\n-- \nJan\nphone") == "text"
+
+
+def test_inner_html_quotes_keep_answers_inside_a_quote_container() -> None:
+    from mailgate.parse.markup import strip_html_quotes
+
+    html = (
+        '<div class="gmail_quote"><div class="gmail_attr">On Mon x wrote:</div>'
+        "<blockquote>q1<blockquote>older</blockquote></blockquote><div>a1</div>"
+        "<blockquote>q2</blockquote><div>a2</div></div>"
+    )
+    assert "a1" not in strip_html_quotes(html)
+    inner = strip_html_quotes(html, inner=True)
+    assert "a1" in inner and "a2" in inner
+    assert "q1" not in inner and "older" not in inner and "wrote" not in inner
+
+
+def test_an_address_and_date_line_above_a_quote_is_an_attribution_in_any_language() -> None:
+    body = "Answer.\n\nX <a@b.example> sagde den 1.12.2025 (kl. 9):\n> old\n"
+    assert strip_quotes(body) == "Answer."
+    # Not above a quote: a customer's sentence stays.
+    text = "Write to billing@b.example before 5 Dec:\nthe invoice is wrong."
+    assert strip_quotes(text) == text
