@@ -16,7 +16,7 @@ from mailgate.cli import text
 from mailgate.cli.root import Context, iso, main, pass_ctx, pick
 from mailgate.replies import notes
 from mailgate.store.models import InboundMessage
-from mailgate.store.states import InboundStatus
+from mailgate.tickets.quarantine import held, release
 
 
 @main.group()
@@ -51,10 +51,7 @@ def inbound_json(m: InboundMessage) -> dict[str, Any]:
 def quarantine_list(ctx: Context, as_json: bool, reason: str) -> None:
     """The quarantined messages, oldest first, with the reason each was set aside."""
     with ctx.session() as (_, session):
-        query = select(InboundMessage).where(InboundMessage.status == "quarantined")
-        if reason:
-            query = query.where(InboundMessage.reason.startswith(reason, autoescape=True))
-        rows = session.scalars(query.order_by(InboundMessage.id)).all()
+        rows = session.scalars(held(reason)).all()
         docs = [inbound_json(m) for m in rows]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
@@ -150,14 +147,10 @@ def quarantine_release(ctx: Context, inbound_ids: tuple[int, ...]) -> None:
         now = rt.clock()
         released = 0
         for inbound_id in inbound_ids:
-            m = session.get(InboundMessage, inbound_id)
-            if m is None or m.status != InboundStatus.QUARANTINED:
-                problems.append(f"{inbound_id}: not in the quarantine")
-            elif m.purged_at is not None:
-                problems.append(f"{inbound_id}: purged on {iso(m.purged_at)}, nothing to release")
+            _, problem = release(session, inbound_id, now)
+            if problem:
+                problems.append(f"{inbound_id}: {problem}")
             else:
-                m.status, m.attempts, m.next_attempt_at = InboundStatus.RECEIVED, 0, now
-                m.released_at = now
                 released += 1
     for problem in problems:
         click.echo(f"mailgate: {problem}", err=True)

@@ -70,6 +70,20 @@ class Api:
             return Reply(exc.code, dict(exc.headers), exc.read())
 
 
+def walk(api: Api, path: str, key: str, limit: int = 2) -> list[Any]:
+    """``key`` of every item of a paged list, following ``next`` to the end; no page
+    holds more than ``limit``."""
+    seen: list[Any] = []
+    url = f"{path}?limit={limit}"
+    while True:
+        page = api.call("GET", url).json
+        assert len(page["items"]) <= limit
+        seen += [item[key] for item in page["items"]]
+        if page["next"] is None:
+            return seen
+        url = f"{path}?limit={limit}&cursor={page['next']}"
+
+
 def seed(rt: Runtime) -> None:
     """One account with two addresses, and one operator in the technical queue."""
     with rt.sessions.begin() as session:

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from mailgate.store.models import Article, Attachment, Blob, OutboxMessage, Ticket
-from tests.api.client import CUSTOMER, OPERATOR, Api, running_api
+from tests.api.client import CUSTOMER, OPERATOR, Api, running_api, walk
 from tests.support import RelaySink, wait_until
 
 REQUEST = {
@@ -163,16 +163,7 @@ def test_list_filters_and_cursor_pages(db_url: str, tmp_path: Path) -> None:
     with running_api(db_url, tmp_path) as api:
         numbers = [api.call("POST", "/tickets", REQUEST).json["number"] for _ in range(5)]
         api.call("PATCH", f"/tickets/{numbers[0]}", {"status": "pending"})
-        seen: list[int] = []
-        url = "/tickets?limit=2"
-        while True:
-            page = api.call("GET", url).json
-            assert len(page["items"]) <= 2
-            seen += [t["number"] for t in page["items"]]
-            if page["next"] is None:
-                break
-            url = f"/tickets?limit=2&cursor={page['next']}"
-        assert seen == sorted(numbers, reverse=True)
+        assert walk(api, "/tickets", "number") == sorted(numbers, reverse=True)
 
         def listed(query: str) -> list[int]:
             reply = api.call("GET", "/tickets?" + query)

@@ -96,6 +96,21 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "TicketPage": _object({"items": {"type": "array", "items": _ref("Ticket")}, "next": OPT_STR}),
+    "HeldMessage": _object(
+        {
+            "id": INT,
+            "received_at": TIME,
+            "mail_from": OPT_STR,
+            "rcpt_to": {"type": "array", "items": STR},
+            "subject": {**STR, "description": "decoded from the stored message's headers"},
+            "reason": OPT_STR,
+            "attempts": INT,
+        }
+    ),
+    "QuarantinePage": _object(
+        {"items": {"type": "array", "items": _ref("HeldMessage")}, "next": OPT_STR}
+    ),
+    "Released": _object({"id": INT, "status": {"type": "string", "enum": ["received"]}}),
     "Created": _object({"number": INT}),
     "ArticleCreated": _object({"id": INT}),
     "Problem": {

@@ -1,5 +1,5 @@
 """The API's reads: the ticket list with filters and cursors, one ticket with its
-conversation, and an attachment's bytes.
+conversation, an attachment's bytes, and the quarantine's held messages.
 
 Reads run in a thread on their own session and never write.  An attachment is always
 sent as a download (``Content-Disposition: attachment``, ``application/octet-stream``,
@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import urllib.parse
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +24,10 @@ from mailgate.daemon.api.fields import Field, Shape
 from mailgate.daemon.api.problems import Problem, not_found
 from mailgate.daemon.api.state import ApiState, state
 from mailgate.store.db import translate_db_errors
-from mailgate.store.models import Account, Article, Attachment, Blob, Ticket
+from mailgate.store.models import Account, Article, Attachment, Blob, InboundMessage, Ticket
 from mailgate.store.states import TicketStatus
-from mailgate.tickets.documents import article_detail, ticket_doc, ticket_json
+from mailgate.tickets import quarantine
+from mailgate.tickets.documents import article_detail, iso, ticket_doc, ticket_json
 
 MAX_ID = 2**63 - 1  # BigInteger: a larger number names nothing
 PAGE = 50
@@ -42,6 +44,14 @@ def _after(cursor: str) -> tuple[int | None, str]:
     return int(text[1:]), ""
 
 
+def _paging(what: str) -> tuple[Field, Field]:
+    """The query fields of cursor pagination, alike for every list."""
+    return (
+        Field("cursor", "the `next` of the previous page", max_length=64, convert=_after),
+        Field("limit", f"{what} per page (default {PAGE})", integer=(1, 200)),
+    )
+
+
 LIST_QUERY = Shape(
     (
         Field("status", "only tickets in this status", enum=tuple(TicketStatus)),
@@ -49,17 +59,22 @@ LIST_QUERY = Shape(
         Field("account", "only tickets of this account (its login)", max_length=128),
         Field("requester", "only tickets of this requester address", max_length=512),
         Field("updated_since", "only tickets changed at or after", format="date-time"),
-        Field("cursor", "the `next` of the previous page", max_length=64, convert=_after),
-        Field("limit", f"tickets per page (default {PAGE})", integer=(1, 200)),
+        *_paging("tickets"),
     )
 )
 
 
-async def list_tickets(request: web.Request) -> web.Response:
-    query = LIST_QUERY.read(dict(request.query), "query")
+async def _listing(
+    request: web.Request, shape: Shape, page: Callable[[ApiState, dict[str, Any]], Any]
+) -> web.Response:
+    """A page of a list: the query string checked against ``shape``, then ``page``."""
+    query = shape.read(dict(request.query), "query")
     api = state(request)
-    doc = await api.run(_page, api, query)
-    return web.json_response(doc)
+    return web.json_response(await api.run(page, api, query))
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    return await _listing(request, LIST_QUERY, _page)
 
 
 def _page(api: ApiState, query: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +107,43 @@ def _page(api: ApiState, query: dict[str, Any]) -> dict[str, Any]:
 
 def _cursor(number: int) -> str:
     return base64.urlsafe_b64encode(f"n{number}".encode()).decode().rstrip("=")
+
+
+QUARANTINE_QUERY = Shape(
+    (
+        Field("reason", "only reasons starting with this (spam, flood …)", max_length=64),
+        *_paging("messages"),
+    )
+)
+
+
+async def list_quarantine(request: web.Request) -> web.Response:
+    return await _listing(request, QUARANTINE_QUERY, _held_page)
+
+
+def _held_page(api: ApiState, query: dict[str, Any]) -> dict[str, Any]:
+    """Held messages oldest first (as ``quarantine list``), a page after the cursor."""
+    limit = query.get("limit", PAGE)
+    stmt = quarantine.held(query.get("reason", "")).limit(limit + 1)
+    if "cursor" in query:
+        stmt = stmt.where(InboundMessage.id > query["cursor"])
+    with translate_db_errors(), api.rt.sessions() as session:
+        rows = session.scalars(stmt).all()
+        items = [_held(m) for m in rows[:limit]]
+    more = len(rows) > limit
+    return {"items": items, "next": _cursor(items[-1]["id"]) if more else None}
+
+
+def _held(m: InboundMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "received_at": iso(m.received_at),
+        "mail_from": m.mail_from,
+        "rcpt_to": list(m.rcpt_to),
+        "subject": quarantine.subject(m.raw),
+        "reason": m.reason,
+        "attempts": m.attempts,
+    }
 
 
 def number_of(request: web.Request, name: str = "number") -> int:

@@ -108,6 +108,25 @@ ROUTES: tuple[Route, ...] = (
         "Bytes",
         errors=(404, 410),
     ),
+    Route(
+        "GET",
+        "/quarantine",
+        reading.list_quarantine,
+        "List the quarantined inbound messages, oldest first, a page at a time",
+        200,
+        "QuarantinePage",
+        query=reading.QUARANTINE_QUERY,
+        errors=(422,),
+    ),
+    Route(
+        "POST",
+        "/quarantine/{id}/release",
+        writing.release,
+        "Release a held message for processing as not spam",
+        200,
+        "Released",
+        errors=(404, 409, 422),
+    ),
 )
 
 

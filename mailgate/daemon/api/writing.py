@@ -1,4 +1,5 @@
-"""The API's writes: open a request, answer it, note on it, change it.
+"""The API's writes: open a request, answer it, note on it, change it; release a
+message from the quarantine.
 
 Each handler reads the body (413 over ``api.max_body``, 400 when not JSON, 422 listing
 every bad field), then does the ticket work of ``tickets.panel`` in one transaction
@@ -19,10 +20,10 @@ from sqlalchemy.orm import Session
 from mailgate.daemon.api import idempotency
 from mailgate.daemon.api.fields import Field, Shape, parse_json
 from mailgate.daemon.api.problems import Problem, invalid, not_found
-from mailgate.daemon.api.reading import number_of
+from mailgate.daemon.api.reading import MAX_ID, number_of
 from mailgate.daemon.api.state import state, token_name
 from mailgate.store.models import Account, Ticket
-from mailgate.tickets import commands, panel
+from mailgate.tickets import commands, panel, quarantine
 from mailgate.tickets.documents import ticket_json
 
 log = logging.getLogger(__name__)
@@ -157,3 +158,22 @@ async def change(request: web.Request) -> web.Response:
         return 200, ticket_json(ticket, login)
 
     return await _write(request, raw, work)
+
+
+async def release(request: web.Request) -> web.Response:
+    """Release a held message for processing as not spam, as ``quarantine release``."""
+    ident = int(request.match_info["id"])
+    if ident > MAX_ID:
+        raise not_found(f"inbound message {ident}")
+    rt = state(request).rt
+
+    def work(session: Session) -> idempotency.Answer:
+        found, problem = quarantine.release(session, ident, rt.clock())
+        if found is None:
+            raise not_found(f"inbound message {ident}")
+        if problem:
+            raise Problem(409, f"inbound message {ident}: {problem}")
+        return 200, {"id": ident, "status": found.status}
+
+    # No body: the fingerprint of a retry is its method and path.
+    return await _write(request, b"", work)
