@@ -187,6 +187,12 @@ def _build(msg: Message, library_defects: list[str], limits: ParseLimits) -> Par
     text = _visible_text(body_text, body.html if body.from_html else None)
     language = detect_language(f"{subject}\n{text}"[:_LANGUAGE_SAMPLE])
 
+    # NUL has no place in text (PostgreSQL refuses it in a text column, terminals and
+    # C tools stop at it): it stands for an undecodable character like any other.
+    if "\x00" in f"{subject}{text}{body_text}{html or ''}":
+        defects.append("text:nul")
+        subject, text, body_text = (_no_nul(s) for s in (subject, text, body_text))
+        html = _no_nul(html) if html is not None else None
     return ParsedMessage(
         message_id=message_id,
         from_=from_,
@@ -207,6 +213,10 @@ def _build(msg: Message, library_defects: list[str], limits: ParseLimits) -> Par
         content_type=msg.get_content_type(),
         delivery_status=body.delivery_status,
     )
+
+
+def _no_nul(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
 
 
 def _visible_text(body_text: str, html: str | None) -> str:

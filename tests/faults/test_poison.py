@@ -37,7 +37,7 @@ MUST_QUARANTINE = {
     "deep-nesting": "mime-too-deep",
     "two-from-headers": "no-sender-identity",
     "no-from": "no-sender-identity",
-    "binary-noise": "no-sender-identity",
+    "binary-noise": "not-mail",  # issue 17: binary junk is reported as not mail
     "ambiguous-from-angle": "no-sender-identity",
     "from-with-two-addresses": "no-sender-identity",
 }

@@ -507,3 +507,18 @@ def test_mutated_fixtures_parse_or_refuse(name: str, edits: list[tuple[float, st
         else:
             del data[at:]
     _parse_or_refuse(bytes(data))
+
+
+def test_nul_bytes_never_reach_the_stored_text() -> None:
+    """Issue 16: a NUL in a body stayed in the article's text (and PostgreSQL refused
+    the whole message); it now reads as the replacement character, with a defect."""
+    raw = (
+        b"From: jan@customer.example\r\nTo: support@helpdesk.example\r\n"
+        b"Subject: log\x00file\r\nMessage-ID: <nul@customer.example>\r\n\r\n"
+        b"before\x00after\r\n"
+    )
+    parsed = parse(raw)
+    for value in (parsed.subject, parsed.text, parsed.body_text):
+        assert "\x00" not in value
+    assert "before\ufffdafter" in parsed.body_text
+    assert "text:nul" in parsed.defects
