@@ -194,6 +194,10 @@ def _start_worker(megabytes: int, log_queue: Any, levels: dict[str, int]) -> Non
     # in that worker, for that message, instead of swapping the host.
     limit = megabytes * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # Ctrl-C in the terminal reaches the whole process group: the daemon drains and
+    # closes the pool itself, so a worker must not die under a batch in hand (the pool
+    # would try to replace it through a forkserver that is going away).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Records (ours and mail-parser's) go to the parent, which formats them like its
     # own; without this they were bare lines on stderr from Python's last resort.
     handler = _ToParent(log_queue)

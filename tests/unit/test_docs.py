@@ -27,6 +27,7 @@ def test_systemd_unit_matches_the_daemon_lifecycle() -> None:
     )
     assert unit["User"] == "mailgate"
     assert unit["KillSignal"] == "SIGTERM"
+    assert unit["KillMode"] == "mixed"  # the workers stay until the daemon stops them
     assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert unit["ExecStartPre"].endswith("mailgate check")
     # systemd must wait out the drain before it resorts to SIGKILL.
