@@ -52,27 +52,12 @@ from mailgate.parse.bounds import (
     check_is_mail,
     check_mime_shape,
 )
-from mailgate.parse.charsets import decode_bytes
-from mailgate.parse.headers import decode_rfc2047, header_date, header_text, msg_ids, single_line
+from mailgate.parse.headers import header_date, header_text, msg_ids, single_line
 from mailgate.parse.language import detect_language
 from mailgate.parse.markup import html_to_text, sanitize_html, strip_html_quotes
 from mailgate.parse.message import ParsedMessage
-from mailgate.parse.mime import children, declared_charsets, display_filename, walk
+from mailgate.parse.mime import children, declared_charsets, walk
 from mailgate.parse.quotes import strip_quotes
-
-# The helpers are re-exported: this module's public API predates the split.
-__all__ = [
-    "DEFAULT_LIMITS",
-    "ParseLimits",
-    "decode_bytes",
-    "decode_rfc2047",
-    "detect_language",
-    "display_filename",
-    "header_text",
-    "html_to_text",
-    "parse",
-    "strip_quotes",
-]
 
 _MAX_HEADERS = 200  # headers kept in ParsedMessage.headers
 _MAX_REFERENCES = 100
