@@ -30,13 +30,19 @@ none, or when it is unreachable); every PostgreSQL part gets a fresh database.
 The machine is whatever runs it: the load average is printed at the start and the end,
 and figures from a busy machine say little.
 
+  --dns   — the smtp rows again with ``[verify] dns_lookups = true`` against a stub DNS
+            server on loopback (bench/dnsstub.py: TXT for _dmarc.* and *._domainkey.*,
+            NXDOMAIN otherwise) answering after --dns-delay-ms (20 ms); without it the
+            daemon runs with look-ups off, as the machine has no resolver.
+
 Usage: python bench/run.py [--only ceiling,smtp,batch,rss,lookup] [--pg URL] [--n 2000]
-       [--rate 50] [--latency-n 1000] [--lookup-sizes 10000,1000000] [--small]
+       [--rate 50] [--latency-n 1000] [--lookup-sizes 10000,1000000] [--small] [--dns]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import re
@@ -53,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from dnsstub import StubDns
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_GEN = Path(
@@ -188,7 +195,9 @@ def run_ceiling(messages: list[tuple[str, bytes]], connections: int) -> float:
 class Mailgate:
     """``mailgate serve`` in a subprocess, relaying to a sink in this process."""
 
-    def __init__(self, workdir: Path, db_url: str | None) -> None:
+    def __init__(
+        self, workdir: Path, db_url: str | None, env: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.sink = Sink()
         self.sink_port = free_port()
@@ -209,8 +218,10 @@ class Mailgate:
             "MAILGATE_LIMITS__ACKS_PER_RECIPIENT_PER_DAY": "1000000000",
             "MAILGATE_LIMITS__BREAKER_THRESHOLD": "1000000000",
             "MAILGATE_LOG__LEVEL": "WARNING",
-            # The bench machine has no resolver; authentication comes from A-R or nothing.
+            # The bench machine has no resolver; authentication comes from A-R or nothing
+            # (``--dns`` adds rows with look-ups against bench/dnsstub.py).
             "MAILGATE_VERIFY__DNS_LOOKUPS": "false",
+            **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -283,9 +294,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def bench_mailgate(
-    messages: list[tuple[str, bytes]], workdir: Path, db_url: str | None, connections: int
+    messages: list[tuple[str, bytes]],
+    workdir: Path,
+    db_url: str | None,
+    connections: int,
+    env: dict[str, str] | None = None,
 ) -> tuple[float, int]:
-    with Mailgate(workdir, db_url) as mg:
+    with Mailgate(workdir, db_url, env) as mg:
         t0 = time.perf_counter()
         send_all(mg.smtp_port, messages, connections)
         t_end = mg.wait_settled(len(messages))
@@ -298,8 +313,9 @@ def bench_latency(
     db_url: str | None,
     rate: float,
     connections: int,
+    env: dict[str, str] | None = None,
 ) -> tuple[list[float], int, float]:
-    with Mailgate(workdir, db_url) as mg:
+    with Mailgate(workdir, db_url, env) as mg:
         t0 = time.perf_counter()
         sent = send_all(mg.smtp_port, messages, connections, rate=rate)
         offered = len(messages) / (time.perf_counter() - t0)
@@ -376,10 +392,10 @@ def smtp_rows(
     ceiling: float | None,
 ) -> list[Row]:
     rows: list[Row] = []
-    for label, url in backends:
+    for label, url, env in with_dns_settings(args, backends):
         db = fresh_pg(url, "mailgate_bench_tp") if url else None
         (workdir / label).mkdir()
-        rate, acks = bench_mailgate(messages, workdir / label, db, args.connections)
+        rate, acks = bench_mailgate(messages, workdir / label, db, args.connections, env)
         of_ceiling = f", {rate / ceiling:.2f} of the ceiling" if ceiling else ""
         rows.append(
             Row(
@@ -392,7 +408,12 @@ def smtp_rows(
         db = fresh_pg(url, "mailgate_bench_lat") if url else None
         (workdir / f"{label}-lat").mkdir()
         lat, acks, offered = bench_latency(
-            messages[: args.latency_n], workdir / f"{label}-lat", db, args.rate, args.connections
+            messages[: args.latency_n],
+            workdir / f"{label}-lat",
+            db,
+            args.rate,
+            args.connections,
+            env,
         )
         p99 = percentile(lat, 99)
         rows.append(
@@ -405,6 +426,22 @@ def smtp_rows(
             )
         )
     return rows
+
+
+def with_dns_settings(
+    args: argparse.Namespace, backends: list[tuple[str, str | None]]
+) -> list[tuple[str, str | None, dict[str, str]]]:
+    """Each backend with DNS look-ups off; with ``--dns`` also on, against the stub."""
+    runs: list[tuple[str, str | None, dict[str, str]]] = []
+    for label, url in backends:
+        runs.append((label, url, {}))
+        if args.stub_dns is not None:
+            on = {
+                "MAILGATE_VERIFY__DNS_LOOKUPS": "true",
+                "MAILGATE_VERIFY__NAMESERVERS": f"127.0.0.1:{args.stub_dns.port}",
+            }
+            runs.append((f"{label}, DNS stub {args.dns_delay_ms:g} ms", url, on))
+    return runs
 
 
 def batch_rows(mbox: Path, workdir: Path) -> list[Row]:
@@ -514,6 +551,13 @@ def main() -> None:
     ap.add_argument("--lookups", type=int, default=1000, help="timed lookups per size")
     ap.add_argument("--attachment-mb", type=float, default=25.0)
     ap.add_argument(
+        "--dns",
+        action="store_true",
+        help="smtp also with DKIM/DMARC look-ups on, against a stub DNS server "
+        "(bench/dnsstub.py) on loopback",
+    )
+    ap.add_argument("--dns-delay-ms", type=float, default=20.0, help="the stub's delay")
+    ap.add_argument(
         "--small", action="store_true", help="tiny sizes: checks the bench runs, not speed"
     )
     args = ap.parse_args()
@@ -548,7 +592,13 @@ def main() -> None:
             rows.append(Row("aiosmtpd no-op ceiling", f"{ceiling:.1f} msg/s"))
         # The table so far after each part, in case a later one fails.
         if "smtp" in parts:
-            rows += smtp_rows(args, messages, workdir, backends, ceiling)
+            with contextlib.ExitStack() as stack:
+                args.stub_dns = None
+                if args.dns:
+                    args.stub_dns = stack.enter_context(StubDns(args.dns_delay_ms / 1000))
+                rows += smtp_rows(args, messages, workdir, backends, ceiling)
+                if args.stub_dns is not None:
+                    print(f"stub DNS: {args.stub_dns.protocol.queries} queries answered")
             print_table(rows)
         if "batch" in parts:
             rows += batch_rows(workdir / "corpus/corpus.mbox", workdir)

@@ -41,8 +41,31 @@ def parse_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
+def nameserver_address(text: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` → (address, port); port 53 by default.
+    Raises ValueError when malformed."""
+    bracketed = text.startswith("[")
+    if (bracketed and "]:" in text) or (not bracketed and text.count(":") == 1):
+        return parse_hostport(text)
+    if not text.strip("[]"):
+        raise ValueError(f"{text!r} is not a name server address")
+    return text.strip("[]"), 53
+
+
+def _dns_checks(s: Settings) -> list[str]:
     problems: list[str] = []
+    for server in s.verify.nameservers:
+        try:
+            nameserver_address(server)
+        except ValueError as exc:
+            problems.append(f"verify.nameservers: {exc}")
+    if s.verify.dns_budget_ms <= 0:
+        problems.append("verify.dns_budget_ms: must be positive")
+    return problems
+
+
+def cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
+    problems = _dns_checks(s)
     for where, value in (
         ("smtp.listen", s.smtp.listen),
         ("lmtp.listen", s.lmtp.listen),

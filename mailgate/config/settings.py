@@ -69,6 +69,11 @@ class VerifySettings:
     # Look up DKIM keys and DMARC policies in DNS.  Off: rely on the trusted
     # Authentication-Results alone (and never wait on a resolver).
     dns_lookups: bool = True
+    # Resolvers to ask ("host", "host:port", "[v6]:port"); empty: /etc/resolv.conf.
+    nameservers: tuple[str, ...] = ()
+    # How long a batch waits for its DKIM/DMARC look-ups (asked together, before the
+    # facts workers run); what is not back by then is a temperror, never a pass.
+    dns_budget_ms: int = 1500
     challenge_hours: int = 72
     reminder_hours: int = 24
     # A mail naming a login and carrying that account's password (checked against the

@@ -25,8 +25,9 @@ from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transp
 from mailgate.replies.signing import Signer
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.verify.authn import DnsFunc
-from mailgate.verify.dnscache import cached_txt
+from mailgate.verify.dnscache import TxtCache, resolve_txt
 from mailgate.verify.external import ExternalDirectory
+from mailgate.verify.lookahead import Lookahead, resolver
 
 
 def build(
@@ -50,7 +51,7 @@ def build(
         configured_threading_key=_key(environ, settings.threading.secret_env),
         imap_passwords=imap_passwords,
         clock=clock,
-        dns=dns or (cached_txt if settings.verify.dns_lookups else no_dns),
+        dns=dns or (make_dns(settings) if settings.verify.dns_lookups else no_dns),
         external=ExternalDirectory(settings.directory, clock) if settings.directory.url else None,
         analyzer=make_analyzer(settings),
         scanner=make_scanner(settings),
@@ -93,6 +94,12 @@ def make_analyzer(settings: Settings) -> Analyzer:
     if p.parse_workers <= 0:
         return InlineAnalyzer()
     return PoolAnalyzer(p.parse_workers, p.parse_seconds, p.parse_memory_mb)
+
+
+def make_dns(settings: Settings) -> Lookahead:
+    """The daemon's DNS: one cache for the process, a batch's names asked together."""
+    v = settings.verify
+    return Lookahead(TxtCache(resolve_txt), resolver(v.nameservers), v.dns_budget_ms / 1000)
 
 
 def no_dns(name: bytes, timeout: float = 0) -> None:

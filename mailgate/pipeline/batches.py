@@ -35,6 +35,7 @@ from mailgate.store.states import INBOUND_WAITING, InboundStatus
 from mailgate.tickets import apply
 from mailgate.tickets.verdicts import OpenTicket
 from mailgate.verify import directory
+from mailgate.verify.lookahead import batch_dns
 from mailgate.verify.redact import RAW_REDACTED
 
 # Named after the stage, not the module: admins filter logs on it (docs/deploy.md).
@@ -184,7 +185,9 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
     checked: dict[int, passwords.Check] = {}
     failed: dict[int, tuple[BaseException, bool]] = {}
     jobs = [Job(item.id, item.raw, item.mail_from) for item in batch]
-    found = rt.analyzer.run(jobs, facts_config(rt), rt.dns, rt.clock())
+    # The batch's DKIM/DMARC names asked together, under a budget (verify.lookahead).
+    dns = batch_dns(rt.dns, [item.raw for item in batch])
+    found = rt.analyzer.run(jobs, facts_config(rt), dns, rt.clock())
     for item in batch:
         result = found[item.id]
         if isinstance(result, PermanentError):

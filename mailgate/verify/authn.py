@@ -12,7 +12,8 @@ The sender is authenticated only when one of these holds for the strict From dom
 
 When nothing passes, the From domain's DMARC policy decides between "fail" (it asks
 receivers to reject or quarantine unauthenticated mail: we quarantine) and "none"
-(unauthenticated but not disowned: consultative or confirmation).  DNS comes in through
+(unauthenticated but not disowned: consultative or confirmation); a look-up that
+failed gives "temperror" instead (handled like "none").  DNS comes in through
 ``dnsfunc`` (dkimpy's signature: ``dnsfunc(name: bytes, timeout=…) -> bytes | None``) so
 tests use real signatures against a fake resolver.
 """
@@ -33,7 +34,11 @@ from dkim.canonicalization import CanonicalizationPolicy
 from publicsuffixlist import PublicSuffixList
 
 DnsFunc = Callable[..., Any]
-Result = Literal["pass", "fail", "none"]
+# "temperror" (RFC 8601 §2.7.1): a DNS answer the verdict needed did not come (time-out,
+# SERVFAIL, or outside the batch's DNS budget, ``verify.lookahead``).  Never a pass; not
+# a DMARC fail either, since the missing key might have verified: the sender is treated
+# as unauthenticated, like "none".
+Result = Literal["pass", "fail", "none", "temperror"]
 
 _PSL = PublicSuffixList()
 _QUIET = logging.getLogger("mailgate.verify.dkimpy")
@@ -92,13 +97,25 @@ def authenticate(
     reasons.extend(notes)
     if passed:
         return AuthVerdict("pass", tuple(reasons), dmarc_policy)
+    unsure = any(note.startswith("dkim:temperror:") for note in notes)
     if dmarc_policy is None:
-        dmarc_policy = lookup_dmarc_policy(from_domain, dnsfunc)
+        try:
+            dmarc_policy = lookup_dmarc_policy(from_domain, dnsfunc)
+        except DnsTemporary as exc:
+            reasons.append(f"dmarc:temperror:{exc}")
+            return AuthVerdict("temperror", tuple(reasons), None)
     if dmarc_policy in ("reject", "quarantine"):
+        if unsure:  # the key we could not fetch might have passed: no DMARC fail
+            reasons.append(f"dmarc:temperror:p={dmarc_policy}")
+            return AuthVerdict("temperror", tuple(reasons), dmarc_policy)
         reasons.append(f"dmarc:fail:p={dmarc_policy}")
         return AuthVerdict("fail", tuple(reasons), dmarc_policy)
     reasons.append(f"dmarc:p={dmarc_policy or 'absent'}")
-    return AuthVerdict("none", tuple(reasons), dmarc_policy)
+    return AuthVerdict("temperror" if unsure else "none", tuple(reasons), dmarc_policy)
+
+
+class DnsTemporary(Exception):
+    """A DNS look-up the verdict needs failed (time-out, SERVFAIL, outside the budget)."""
 
 
 def _trusted_results(
@@ -193,9 +210,14 @@ def _judge_dkim(
         if b"l" in tags and not _length_covers_body(checker, tags):
             notes.append(f"dkim:partial-body:{label}")
             continue
+        failures: list[str] = []
         try:
-            ok = checker.verify(idx=index, dnsfunc=dnsfunc)
+            ok = checker.verify(idx=index, dnsfunc=_Noting(dnsfunc, failures))
         except dkim.ValidationError:
+            # dkimpy reports a key it could not fetch as a failed signature: tell them apart.
+            if failures:
+                notes.append(f"dkim:temperror:{label}")
+                continue
             ok = False  # dkimpy's way of saying "body hash mismatch" and the like
         except Exception as exc:  # noqa: BLE001 -- dkimpy raises many types for bad input
             notes.append(f"dkim:error:{label}:{type(exc).__name__}")
@@ -203,8 +225,23 @@ def _judge_dkim(
         if ok:
             notes.append(f"dkim:pass:{label}")
             return True, notes
-        notes.append(f"dkim:fail:{label}")
+        notes.append(f"dkim:temperror:{label}" if failures else f"dkim:fail:{label}")
     return False, notes
+
+
+class _Noting:
+    """Wraps ``dnsfunc`` to note the look-ups that failed (dkimpy swallows them)."""
+
+    def __init__(self, dnsfunc: DnsFunc, failures: list[str]) -> None:
+        self.dnsfunc = dnsfunc
+        self.failures = failures
+
+    def __call__(self, name: bytes, timeout: float = DNS_TIMEOUT) -> Any:
+        try:
+            return self.dnsfunc(name, timeout=timeout)
+        except Exception as exc:
+            self.failures.append(str(exc) or type(exc).__name__)
+            raise
 
 
 def _length_covers_body(checker: Any, tags: dict[bytes, bytes]) -> bool:
@@ -219,7 +256,9 @@ def _length_covers_body(checker: Any, tags: dict[bytes, bytes]) -> bool:
 
 
 def lookup_dmarc_policy(from_domain: str, dnsfunc: DnsFunc) -> str | None:
-    """p= (or sp= for a subdomain) of the DMARC record; None when there is none."""
+    """p= (or sp= for a subdomain) of the DMARC record; None when there is none.
+
+    Raises ``DnsTemporary`` when a look-up fails: "no policy" would be a guess."""
     org = org_domain(from_domain)
     candidates = [(from_domain, "p")]
     if org != from_domain:
@@ -227,8 +266,8 @@ def lookup_dmarc_policy(from_domain: str, dnsfunc: DnsFunc) -> str | None:
     for domain, key in candidates:
         try:
             record = dnsfunc(f"_dmarc.{domain}.".encode(), timeout=DNS_TIMEOUT)
-        except Exception:  # noqa: BLE001 -- DNS failure: treat as no published policy
-            return None
+        except Exception as exc:
+            raise DnsTemporary(f"_dmarc.{domain}") from exc
         if not record:
             continue
         text = record.decode("ascii", "replace") if isinstance(record, bytes) else str(record)

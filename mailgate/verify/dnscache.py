@@ -14,7 +14,8 @@ and answers from a cache:
   to every caller in that window, so a dead resolver costs one time-out per name and
   window instead of one per message — and the caller still sees the failure.
 
-The cache lives in the process: ``cached_txt`` is a module-level function, so it is
+The daemon keeps one for the batches' look-ups (``verify.lookahead``), shared by every
+facts worker.  ``cached_txt`` is a module-level function, so it is
 pickled by reference and each facts worker keeps one cache for its whole life instead
 of a fresh copy per job.  It holds at most ``MAX_ENTRIES`` names, dropping the oldest.
 Tests replace the resolver (``TxtCache(resolve=…, clock=…)``): DNS and the clock are the
@@ -45,17 +46,23 @@ Resolve = Callable[[str, float], tuple[bytes | None, float]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class Entry:
     expires: float
     value: bytes | None
     failure: str | None = None  # the message of the error to raise again
+
+    def unpack(self) -> bytes | None:
+        """The record, or the remembered failure raised again."""
+        if self.failure is not None:
+            raise dkim.DnsTimeoutError(self.failure)
+        return self.value
 
 
 class TxtCache:
     def __init__(self, resolve: Resolve, clock: Callable[[], float] = time.monotonic) -> None:
         self._resolve = resolve
         self._clock = clock
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
         # The daemon's inline analyzer may call from several threads.
         self._lock = threading.Lock()
 
@@ -65,32 +72,42 @@ class TxtCache:
             key = name.decode("ascii").lower()
         except UnicodeDecodeError:
             return None  # DKIM's d= and our _dmarc names are ASCII; anything else has none
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires > now:
-                self._entries.move_to_end(key)
-                return _unpack(entry)
+        entry = self.fresh(key)
+        if entry is not None:
+            return entry.unpack()
         try:
             value, ttl = self._resolve(key, timeout)
-            entry = _Entry(now + min(max(ttl, MIN_TTL), MAX_TTL), value)
         except dkim.DnsTimeoutError as exc:
-            entry = _Entry(now + FAILURE_TTL, None, str(exc) or "DNS time-out")
+            return self.remember_failure(key, str(exc) or "DNS time-out").unpack()
+        return self.remember(key, value, ttl).unpack()
+
+    def fresh(self, key: str) -> Entry | None:
+        """The entry for ``key`` (a lower-case name) while it may be used, else None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.expires <= self._clock():
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def remember(self, key: str, value: bytes | None, ttl: float) -> Entry:
+        """Keep an answer (None: no such name or no TXT) for its TTL, clamped."""
+        return self._put(key, Entry(self._clock() + min(max(ttl, MIN_TTL), MAX_TTL), value))
+
+    def remember_failure(self, key: str, why: str) -> Entry:
+        """Keep a failure for ``FAILURE_TTL``: raised again to every caller meanwhile."""
+        return self._put(key, Entry(self._clock() + FAILURE_TTL, None, why))
+
+    def _put(self, key: str, entry: Entry) -> Entry:
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > MAX_ENTRIES:
                 self._entries.popitem(last=False)
-        return _unpack(entry)
+        return entry
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-def _unpack(entry: _Entry) -> bytes | None:
-    if entry.failure is not None:
-        raise dkim.DnsTimeoutError(entry.failure)
-    return entry.value
 
 
 def resolve_txt(name: str, timeout: float) -> tuple[bytes | None, float]:
@@ -104,6 +121,12 @@ def resolve_txt(name: str, timeout: float) -> tuple[bytes | None, float]:
         return None, NEGATIVE_TTL
     except (dns.resolver.NoResolverConfiguration, dns.exception.Timeout) as exc:
         raise dkim.DnsTimeoutError(f"{type(exc).__name__}: {exc}") from exc
+    return first_txt(answer)
+
+
+def first_txt(answer: dns.resolver.Answer) -> tuple[bytes | None, float]:
+    """The first TXT record of an answer, its strings joined (RFC 6376 3.6.2.2), and
+    its TTL; no TXT record: None, kept ``NEGATIVE_TTL``."""
     for rrset in answer.response.answer:
         if rrset.rdtype == dns.rdatatype.TXT:
             record = next(iter(rrset))
