@@ -44,6 +44,7 @@ from mailgate.errors import PermanentError, StorageFull, TemporaryError
 from mailgate.ingest.accept import Envelope, Incoming, accept
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.ingest.context import ListenerContext
+from mailgate.ingest.dataread import LeanData
 from mailgate.ingest.scan import ScanResult
 
 log = logging.getLogger(__name__)
@@ -270,8 +271,9 @@ def with_enhanced_code(line: str) -> str:
     return f"{code}{sep or ' '}{enhanced} {text}".rstrip()
 
 
-class EnhancedCodes(SMTP):
-    """SMTP whose every reply carries an enhanced status code, as EHLO advertises."""
+class EnhancedCodes(LeanData):
+    """SMTP whose every reply carries an enhanced status code, as EHLO advertises; DATA
+    is read into one buffer (``ingest.dataread``), not a list of lines."""
 
     _banner_owed = True  # the 220 banner, pushed once on connect, takes no code
     _greeting = False  # inside the EHLO/LHLO/HELO reply, which takes none either
