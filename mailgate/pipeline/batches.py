@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import LargeBinary, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer
 
@@ -29,10 +29,11 @@ from mailgate.errors import PermanentError
 from mailgate.pipeline import gather, passwords, policy
 from mailgate.pipeline.context import PipelineContext
 from mailgate.pipeline.facts import BudgetExceeded, Evidence, FactsConfig, Job
+from mailgate.pipeline.rawread import raw_reader
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import InboundMessage, Ticket
 from mailgate.store.states import INBOUND_WAITING, InboundStatus
-from mailgate.tickets import apply
+from mailgate.tickets import apply, bounces
 from mailgate.tickets.verdicts import OpenTicket
 from mailgate.verify import directory
 from mailgate.verify.lookahead import batch_dns
@@ -41,13 +42,16 @@ from mailgate.verify.redact import RAW_REDACTED
 # Named after the stage, not the module: admins filter logs on it (docs/deploy.md).
 log = logging.getLogger("mailgate.pipeline")
 
-CLAIM_BYTES = 32 * 1024 * 1024  # raw bytes carried per claimed batch
+CLAIM_BYTES = 32 * 1024 * 1024  # raw bytes analyzed per claimed batch
+HEAD_BYTES = bounces.SCAN_BYTES
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     id: int
-    raw: bytes
+    # The first HEAD_BYTES of the message: all the daemon reads of it (DNS names, a
+    # bounce's returned headers); the facts workers read the whole (pipeline.rawread).
+    head: bytes
     mail_from: str | None
     rcpt_to: tuple[str, ...]
     acknowledge: bool
@@ -114,8 +118,11 @@ def claim(rt: PipelineContext, limit: int) -> list[Claimed]:
     now = rt.clock()
     lease = timedelta(seconds=rt.settings.processing.lease_seconds)
     with rt.sessions.begin() as session:
-        rows = session.scalars(
-            select(InboundMessage)
+        rows = session.execute(
+            select(
+                InboundMessage, func.substr(InboundMessage.raw, 1, HEAD_BYTES, type_=LargeBinary)
+            )
+            .options(defer(InboundMessage.raw))
             .where(
                 or_(
                     InboundMessage.status.in_((InboundStatus.RECEIVED, InboundStatus.RETRY))
@@ -131,7 +138,7 @@ def claim(rt: PipelineContext, limit: int) -> list[Claimed]:
         ).all()
         claimed: list[Claimed] = []
         carried = 0
-        for row in rows:
+        for row, head in rows:
             if claimed and carried + row.size > CLAIM_BYTES:
                 break
             carried += row.size
@@ -141,7 +148,7 @@ def claim(rt: PipelineContext, limit: int) -> list[Claimed]:
             claimed.append(
                 Claimed(
                     row.id,
-                    row.raw,
+                    bytes(head or b""),
                     row.mail_from,
                     tuple(row.rcpt_to),
                     row.acknowledge,
@@ -162,6 +169,7 @@ def facts_config(rt: PipelineContext) -> FactsConfig:
         priority=rt.settings.priority,
         password_authorization=rt.settings.verify.password_authorization,
         kb=rt.settings.kb,
+        raw_reader=raw_reader(rt.settings.database.url),
     )
 
 
@@ -184,10 +192,16 @@ def process_batch(rt: PipelineContext, batch: list[Claimed]) -> None:
     external: dict[int, tuple[directory.AccountSpec, ...]] = {}
     checked: dict[int, passwords.Check] = {}
     failed: dict[int, tuple[BaseException, bool]] = {}
-    jobs = [Job(item.id, item.raw, item.mail_from) for item in batch]
+    config = facts_config(rt)
+    # The workers read the bytes themselves; only a database this process alone sees
+    # (SQLite in memory) sends them along.
+    jobs = [
+        Job(item.id, None if config.raw_reader else stored_raw(rt, item.id), item.mail_from)
+        for item in batch
+    ]
     # The batch's DKIM/DMARC names asked together, under a budget (verify.lookahead).
-    dns = batch_dns(rt.dns, [item.raw for item in batch])
-    found = rt.analyzer.run(jobs, facts_config(rt), dns, rt.clock())
+    dns = batch_dns(rt.dns, [item.head for item in batch])
+    found = rt.analyzer.run(jobs, config, dns, rt.clock())
     for item in batch:
         result = found[item.id]
         if isinstance(result, PermanentError):
@@ -267,6 +281,13 @@ def _count(rt: PipelineContext, verdict: str, hits: list[str]) -> None:
             m.rule_hits.labels(rest).inc()
 
 
+def stored_raw(rt: PipelineContext, inbound_id: int) -> bytes:
+    """The whole stored message, for the daemon's rare needs of it (rspamd)."""
+    with translate_db_errors(), rt.sessions() as session:
+        raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == inbound_id))
+    return raw or b""
+
+
 def _scan_stored(rt: PipelineContext, batch: list[Claimed]) -> dict[int, dict[str, Any]]:
     """rspamd's answer for stored messages nobody asked it about yet (pipe, IMAP, import;
     the listeners ask during the session), outside any transaction.  Fails open."""
@@ -277,7 +298,7 @@ def _scan_stored(rt: PipelineContext, batch: list[Claimed]) -> dict[int, dict[st
     for item in batch:
         if item.scanned:
             continue
-        result = scanner.check(item.raw, item.mail_from, item.rcpt_to)
+        result = scanner.check(stored_raw(rt, item.id), item.mail_from, item.rcpt_to)
         if result.unscanned:
             log.warning(
                 "inbound id=%s: rspamd not asked, processed unscanned: %s",

@@ -6,7 +6,8 @@ identifiers, assesses the priority, picks knowledge-base links and flags abusive
 text; with password authorization on, it also hands
 back the login and password a mail names together, for ``pipeline.passwords`` to check
 once and forget.  It is pure
-CPU plus DNS, so it can run in other processes: ``PoolAnalyzer`` spreads a batch over
+CPU (DNS answers come with the batch, ``verify.lookahead``; a worker reads its
+message's bytes by id, ``pipeline.rawread``), so it can run in other processes: ``PoolAnalyzer`` spreads a batch over
 worker processes, which both uses every core (the daemon is otherwise one GIL-bound
 process) and puts hostile input under a hard budget — a message that takes longer
 than ``processing.parse_seconds`` gets its worker killed and is retried, then
@@ -42,6 +43,7 @@ from mailgate.parse import autoreply, parse
 from mailgate.parse.bounds import ParseLimits
 from mailgate.parse.message import Classification, ParsedMessage
 from mailgate.pipeline import abusive, kb, priority
+from mailgate.pipeline.rawread import RawReader, body_digest
 from mailgate.verify.authn import AuthVerdict, DnsFunc, authenticate
 from mailgate.verify.credentials import Credential
 from mailgate.verify.identity import Identifiers, extract
@@ -65,6 +67,8 @@ class FactsConfig:
     priority: PrioritySettings
     password_authorization: bool = False  # carry a named login's password out, once
     kb: tuple[KbArticle, ...] = ()  # knowledge-base articles to suggest
+    # Where a job without its bytes reads them (``pipeline.rawread``): in the worker.
+    raw_reader: RawReader | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +85,27 @@ class Evidence:
     credential: Credential | None = None  # only with password authorization on
     kb: tuple[tuple[str, str], ...] = ()  # (title, url) of the articles it points to
     abusive: bool = False  # insults or profanity in the customer's own words
+    body_digest: str = ""  # of the whole body, for deduplication (``rawread.body_digest``)
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
     key: int  # the inbound id
-    raw: bytes
+    raw: bytes | None  # None: read by the worker, through ``FactsConfig.raw_reader``
     mail_from: str | None
+
+    def loaded(self, config: FactsConfig) -> Job:
+        """This job with its bytes, read from the database when it came without them."""
+        if self.raw is not None:
+            return self
+        if config.raw_reader is None:
+            raise TemporaryError(f"inbound id={self.key}: no bytes and nowhere to read them")
+        return replace(self, raw=config.raw_reader(self.key))
+
+    @property
+    def data(self) -> bytes:
+        assert self.raw is not None, "Job.loaded() first"
+        return self.raw
 
 
 def analyze(
@@ -130,6 +148,7 @@ def analyze(
         credential,
         links,
         abusive.is_abusive(parsed.subject, parsed.text),
+        body_digest(raw),
     )
 
 
@@ -176,7 +195,8 @@ class InlineAnalyzer:
         for job in jobs:
             try:
                 with tracing.about(job.key):
-                    results[job.key] = analyze(job.raw, job.mail_from, config, dnsfunc, now)
+                    loaded = job.loaded(config)
+                    results[job.key] = analyze(loaded.data, job.mail_from, config, dnsfunc, now)
             except Exception as exc:  # noqa: BLE001 -- the per-message boundary; caller logs
                 results[job.key] = exc
         return results
@@ -283,7 +303,7 @@ def analyze_job(
     previous = signal.signal(signal.SIGALRM, _over_budget)
     signal.setitimer(signal.ITIMER_REAL, budget)
     try:
-        return analyze(job.raw, job.mail_from, config, dnsfunc, now)
+        return analyze(job.loaded(config).data, job.mail_from, config, dnsfunc, now)
     except _Alarm:
         raise BudgetExceeded(f"facts stage over its budget of {budget:g} s") from None
     finally:
@@ -305,7 +325,8 @@ def _traced(
     """What a worker runs: ``function`` for one message, its log lines carrying the
     message's trace id."""
     with tracing.about(job.key):
-        return function(job, config, dnsfunc, now, budget)
+        # Read here, not in the daemon: the bytes never cross the pipe (pipeline.rawread).
+        return function(job.loaded(config), config, dnsfunc, now, budget)
 
 
 class PoolAnalyzer:

@@ -13,7 +13,6 @@ nothing is looked up twice and ``decide`` stays free of I/O.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,9 +32,6 @@ from mailgate.verify.credentials import Check
 
 if TYPE_CHECKING:
     from mailgate.pipeline.batches import Claimed
-
-_DIGEST_CHUNK = 1 << 20
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +53,7 @@ def gather(
     parsed = ev.parsed
     sender = parsed.from_.address if parsed.from_ else None
     recipients = (*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc)))
-    dedup = dedup_key(parsed, item.raw)
+    dedup = dedup_key(parsed, ev.body_digest)
     duplicate_of = None
     if dedup is not None:
         duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
@@ -81,7 +77,7 @@ def gather(
     # address, or our Message-ID in the returned copy), even without In-Reply-To.
     origin = None
     if ev.classification.kind in ("bounce", "report", "autoreply"):
-        origin = bounces.find_origin(session, rt, item.rcpt_to, item.raw, own_domains(rt))
+        origin = bounces.find_origin(session, rt, item.rcpt_to, item.head, own_domains(rt))
         if threading.match is None and origin is not None:
             threading = origin.threading() or threading
     resolution = directory.resolve(session, sender, ev.identifiers)
@@ -224,27 +220,11 @@ def own_domains(rt: PipelineContext) -> frozenset[str]:
     return frozenset(a.rpartition("@")[2].lower() for a in rt.settings.helpdesk.queues)
 
 
-def dedup_key(parsed: ParsedMessage, raw: bytes) -> str | None:
-    """Message-ID + sender + body digest; None without a Message-ID (never guess)."""
+def dedup_key(parsed: ParsedMessage, body_digest: str) -> str | None:
+    """Message-ID + sender + body digest (``rawread.body_digest``, computed in the facts
+    worker); None without a Message-ID (never guess)."""
     if not parsed.message_id:
         return None
-    end = _HEADER_END.search(raw)
-    body_digest = _body_digest(raw, end.end() if end else len(raw))
     sender = parsed.from_.address.lower() if parsed.from_ else ""
     material = f"{parsed.message_id}\n{sender}\n{body_digest}".encode()
     return hashlib.sha256(material).hexdigest()
-
-
-def _body_digest(raw: bytes, start: int) -> str:
-    """SHA-256 of ``raw[start:]`` with CRLF read as LF (line endings differ between
-    SMTP and pipe/IMAP copies of the same mail), a megabyte at a time: slicing and
-    replacing the whole body would make two copies of a large attachment."""
-    digest = hashlib.sha256()
-    view = memoryview(raw)
-    while start < len(raw):
-        end = min(start + _DIGEST_CHUNK, len(raw))
-        while end < len(raw) and raw[end - 1] == 0x0D:  # never split a CRLF
-            end += 1
-        digest.update(view[start:end].tobytes().replace(b"\r\n", b"\n"))
-        start = end
-    return digest.hexdigest()
