@@ -5,10 +5,10 @@ redacts pasted passwords (from the texts and from a copy of the raw message), ex
 identifiers, assesses the priority, picks knowledge-base links and flags abusive
 text; with password authorization on, it also hands
 back the login and password a mail names together, for ``pipeline.passwords`` to check
-once and forget.  It is pure
-CPU (DNS answers come with the batch, ``verify.lookahead``; a worker reads its
-message's bytes by id, ``pipeline.rawread``), so it can run in other processes: ``PoolAnalyzer`` spreads a batch over
-worker processes, which both uses every core (the daemon is otherwise one GIL-bound
+once and forget.  It is pure CPU (DNS answers come with the batch,
+``verify.lookahead``; a worker reads its message's bytes by id, ``pipeline.rawread``),
+so it can run in other processes: ``PoolAnalyzer`` spreads a batch over worker
+processes, which both uses every core (the daemon is otherwise one GIL-bound
 process) and puts hostile input under a hard budget — a message that takes longer
 than ``processing.parse_seconds`` gets its worker killed and is retried, then
 quarantined with reason ``parse-budget``; a worker's address space is capped at
