@@ -6,12 +6,26 @@ the parent's main script (the console script, which imports this module), so an 
 point that imported ``mailgate.cli`` at the top would load the whole daemon — SQLAlchemy,
 Alembic, aiosmtpd, the web app, about 50 MB — into every worker that only needs the
 facts stage.
+
+The MTA's pipe command (``mailgate ingest --from S --to R``) is tried first: its hot
+path, ``ingest.deliver``, imports only the standard library and hands the message to
+the running daemon.  Only when no daemon takes it does the full command load, to
+store the message itself — from the bytes the hot path has read already, if any.
 """
 
 from __future__ import annotations
 
+import sys
+
 
 def main() -> None:
+    from mailgate.ingest import deliver
+
+    outcome = deliver.main(sys.argv[1:])
+    if isinstance(outcome, int):
+        sys.exit(outcome)
+    if outcome is not None and (stdin := outcome.as_stdin()) is not None:
+        sys.stdin = stdin
     from mailgate.cli import main as cli
 
     cli()

@@ -40,6 +40,7 @@ from mailgate.daemon.leader import Leadership
 from mailgate.daemon.runtime import Runtime
 from mailgate.daemon.webapp import make_app
 from mailgate.errors import MailgateError
+from mailgate.ingest import lmtpsocket
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.ingest.imap import ImapService
 from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
@@ -100,6 +101,7 @@ class Daemon:
         self._bounce_address_ok = wiring.bounce_address_ok(rt)
         self._leader = Leadership(rt.engine)
         self.imap: ImapService | None = None
+        self._socket_file: lmtpsocket.SocketFile | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -126,6 +128,8 @@ class Daemon:
             self._handlers.append(handler)
             self.ports[name] = server.sockets[0].getsockname()[1]
             log.info("%s listening on %s:%s", name, host, self.ports[name])
+        if settings.lmtp.socket:
+            await self._listen_on_socket(loop)
         self.rt.metrics.watch_store(self.rt.sessions, self.rt.clock)
         self.rt.metrics.up.set(len(self._servers))
         if settings.http.listen:
@@ -155,6 +159,28 @@ class Daemon:
             )
         self._scheduler.start()
         self._sweep()  # whatever a previous run left behind
+
+    async def _listen_on_socket(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The LMTP listener on the Unix socket ``mailgate ingest`` delivers through."""
+        path = self.rt.settings.lmtp.socket
+        factory, handler = protocol_factory(
+            self.rt,
+            True,
+            self._work.set,
+            self._committer,
+            bounce_address_ok=self._bounce_address_ok,
+        )
+        try:
+            sock, self._socket_file = lmtpsocket.bind(
+                path, int(self.rt.settings.lmtp.socket_mode, 8)
+            )
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen on {path} (lmtp.socket): {exc.strerror or exc}"
+            ) from exc
+        self._servers.append(await loop.create_unix_server(self._guard(factory), sock=sock))
+        self._handlers.append(handler)
+        log.info("lmtp listening on the Unix socket %s", path)
 
     async def _leading(self) -> bool:
         """Whether this instance runs the once-per-cluster jobs (see ``leader``)."""
@@ -332,6 +358,8 @@ class Daemon:
             await asyncio.sleep(0.05)
         for server in self._servers:
             server.close()
+        if self._socket_file is not None:
+            self._socket_file.remove()
         for session in list(self._sessions):
             if session.transport is not None:
                 session.transport.close()
