@@ -13,7 +13,8 @@ it finds, alive or not, so the socket is bound here and handed over with ``sock=
 
 The permissions (``[lmtp] socket_mode``) are set before ``listen``, so no client can
 connect while the file still has the umask's mode.  On shutdown the file is removed
-only if it is still the one we made (its inode): a newer daemon may have replaced it.
+only if it is still the one we made — the same inode and change time, since a freed
+inode number is soon given again: a newer daemon may have replaced it.
 """
 
 from __future__ import annotations
@@ -32,16 +33,21 @@ PROBE_TIMEOUT = 1.0
 
 @dataclass(frozen=True, slots=True)
 class SocketFile:
-    """A socket file this process made: its path and the inode that proves it ours."""
+    """A socket file this process made: its path and what proves it ours."""
 
     path: str
-    inode: int
+    identity: tuple[int, int, int]  # device, inode, change time (ns)
 
     def remove(self) -> None:
         """Remove the file unless another process has put its own socket there since."""
         with contextlib.suppress(FileNotFoundError):
-            if os.lstat(self.path).st_ino == self.inode:
+            if _identity(self.path) == self.identity:
                 os.unlink(self.path)
+
+
+def _identity(path: str) -> tuple[int, int, int]:
+    found = os.lstat(path)
+    return found.st_dev, found.st_ino, found.st_ctime_ns
 
 
 def bind(path: str, mode: int) -> tuple[socket.socket, SocketFile]:
@@ -61,12 +67,12 @@ def bind(path: str, mode: int) -> tuple[socket.socket, SocketFile]:
             _remove_if_stale(path)
             sock.bind(path)
         os.chmod(path, mode)
-        inode = os.lstat(path).st_ino
+        identity = _identity(path)
     except BaseException:
         sock.close()
         raise
     sock.setblocking(False)
-    return sock, SocketFile(path, inode)
+    return sock, SocketFile(path, identity)
 
 
 def _remove_if_stale(path: str) -> None:
