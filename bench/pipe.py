@@ -16,6 +16,11 @@ Wall time of each process from spawn to exit, the median and p90; the CPU time o
 each (user + system, from the child's rusage).  Every process must exit 0 and every
 message must be stored by the path it took (``source`` lmtp for the pipe, pipe for
 direct); the bench fails otherwise.  One untimed warm-up round comes first.
+
+The processes run as under an MTA, which starts them with an environment of its own:
+no ``MAILGATE_*`` variables, and bytecode cached — ``PYTHONDONTWRITEBYTECODE`` (set on
+some development machines) is dropped and the cache kept under the work directory
+(``PYTHONPYCACHEPREFIX``), so neither side compiles its modules anew each time.
 """
 
 from __future__ import annotations
@@ -128,7 +133,12 @@ def run(raws: list[bytes], workdir: Path, rounds: int) -> PipeBench:
     floor_db = workdir / "floor.db"
     migrate(f"sqlite:///{db}")
     mailgate = str(Path(sys.executable).parent / "mailgate")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MAILGATE_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     commands = {
         "pipe": ([mailgate, "--config", str(config), "ingest", "--from", FROM, "--to", TO], env),
         "floor": ([sys.executable, str(ROOT / "bench/pipe_floor.py"), str(floor_db)], env),

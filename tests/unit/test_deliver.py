@@ -34,7 +34,13 @@ TO = "support@helpdesk.example"
     ],
 )
 def test_the_pipe_form_is_recognised(argv: list[str], expected: PipeArgs) -> None:
-    assert pipe_form(argv, {"MAILGATE_CONFIG": "env.toml"}) == expected
+    found = pipe_form(argv, {"MAILGATE_CONFIG": "env.toml"})
+    assert found is not None
+    assert (found.config, found.mail_from, found.rcpt_to) == (
+        expected.config,
+        expected.mail_from,
+        expected.rcpt_to,
+    )
 
 
 @pytest.mark.parametrize(
