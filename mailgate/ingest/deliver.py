@@ -143,6 +143,9 @@ def main(
     except _NoDaemon as exc:
         _say(f"mailgate: the daemon on {path} did not take the message ({exc}): storing directly")
         return Direct(raw)
+    except Exception as exc:  # noqa: BLE001 -- an MTA must retry, not bounce, on our bugs
+        _say(f"mailgate: unexpected failure, try again later: {exc!r}")
+        return EX_TEMPFAIL
     finally:
         lmtp.close()
 
@@ -181,9 +184,18 @@ def pipe_form(argv: list[str], environ: Mapping[str, str]) -> PipeArgs | None:
     addresses = [mail_from, *rcpt_to]
     if not ingest or not rcpt_to or not all(rcpt_to) or config == "":
         return None
-    if any(_UNSAFE.search(a) for a in addresses):
+    if any(_UNSAFE.search(a) or not _encodable(a) for a in addresses):
         return None
     return PipeArgs(config, mail_from, tuple(rcpt_to))
+
+
+def _encodable(address: str) -> bool:
+    """False for an argument that was not UTF-8 (Python keeps its bytes as surrogates)."""
+    try:
+        address.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def configured_socket(config: str | None, environ: Mapping[str, str]) -> str:

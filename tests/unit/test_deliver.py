@@ -57,6 +57,7 @@ def test_the_pipe_form_is_recognised(argv: list[str], expected: PipeArgs) -> Non
         ["ingest", "--to", TO, "extra"],
         ["ingest", "--to", "x@y.example>\r\nRCPT TO:<z@y.example"],  # no LMTP injection
         ["ingest", "--from", "a b@x.example", "--to", TO],
+        ["ingest", "--from", "j\udce9@x.example", "--to", TO],  # not UTF-8 on the command line
         ["ingest", "--to="],
         ["--config=", "ingest", "--to", TO],
         [],
