@@ -19,16 +19,22 @@ import sys
 
 
 def main() -> None:
+    if "ingest" in sys.argv[1:]:  # other commands do not pay for the check
+        _pipe_first()
+    from mailgate.cli import main as cli
+
+    cli()
+
+
+def _pipe_first() -> None:
+    """Deliver through the daemon and exit, unless the full command must do the work."""
     from mailgate.ingest import deliver
 
     outcome = deliver.main(sys.argv[1:])
     if isinstance(outcome, int):
         sys.exit(outcome)
     if outcome is not None and (stdin := outcome.as_stdin()) is not None:
-        sys.stdin = stdin
-    from mailgate.cli import main as cli
-
-    cli()
+        sys.stdin = stdin  # the message, read already, for the direct path
 
 
 if __name__ == "__main__":
