@@ -245,12 +245,15 @@ def worst(codes: list[int]) -> int:
     return next((c for c in codes if c != EX_OK), EX_OK)
 
 
-def lmtp_data(raw: bytes) -> bytes:
-    """``raw`` as LMTP DATA: CRLF line ends, dot-stuffed, ending with the final dot."""
-    data = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return _LEADING_DOT.sub(b"..", data) + b".\r\n"
+def with_crlf(raw: bytes) -> bytes:
+    """``raw`` with CRLF line ends, ending with one: the message as LMTP carries it."""
+    text = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return text + b"\r\n" if text and not text.endswith(b"\r\n") else text
+
+
+def lmtp_data(text: bytes) -> bytes:
+    """``text`` (``with_crlf``) as LMTP DATA: dot-stuffed, ending with the final dot."""
+    return _LEADING_DOT.sub(b"..", text) + b".\r\n"
 
 
 class Lmtp:
@@ -263,14 +266,14 @@ class Lmtp:
         self.extensions: set[str] = set()
 
     @classmethod
-    def connect(cls, path: str) -> Lmtp:
+    def connect(cls, path: str, timeout: float = CONNECT_TIMEOUT) -> Lmtp:
         """Connect and read the greeting; ``_NoDaemon`` unless a daemon says 220."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         session = cls(sock, path)
         try:
-            sock.settimeout(CONNECT_TIMEOUT)
+            sock.settimeout(timeout)
             sock.connect(path)
-            greeting = session.reply(CONNECT_TIMEOUT)
+            greeting = session.reply(timeout)
         except BaseException:
             sock.close()
             raise
@@ -284,7 +287,8 @@ class Lmtp:
 
     def deliver(self, args: PipeArgs, raw: bytes) -> int:
         """The session after the greeting; raises ``_NoDaemon`` while nothing is handed over."""
-        data = lmtp_data(raw)
+        text = with_crlf(raw)
+        data = lmtp_data(text)
         if _TOO_LONG.search(data):
             self._quit()
             raise _NoDaemon("a line is longer than LMTP carries")
@@ -292,7 +296,8 @@ class Lmtp:
             hello = self.command(f"LHLO {LHLO_NAME}", COMMAND_TIMEOUT, lines=True)
             if hello.code != 250:
                 raise _NoDaemon(f"LHLO answered {hello}")
-            refused = self._mail_from(args, len(data), raw)
+            # SIZE counts the message with CRLF line ends, without stuffing (RFC 1870).
+            refused = self._mail_from(args, len(text), raw)
             if refused is None:
                 refused = self._recipients(args.rcpt_to)
             if refused is not None:

@@ -4,9 +4,11 @@ exit codes, the DATA it sends, and the socket file the daemon makes for it."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import socket
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -110,8 +112,9 @@ def test_a_temporary_refusal_wins_over_a_permanent_one() -> None:
 
 def test_data_has_crlf_line_ends_and_stuffed_dots() -> None:
     raw = b"Subject: x\n\n.one\n..two\r\nthree\n."
-    assert lmtp_data(raw) == b"Subject: x\r\n\r\n..one\r\n...two\r\nthree\r\n..\r\n.\r\n"
-    assert lmtp_data(b"") == b".\r\n"
+    data = lmtp_data(deliver.with_crlf(raw))
+    assert data == b"Subject: x\r\n\r\n..one\r\n...two\r\nthree\r\n..\r\n.\r\n"
+    assert lmtp_data(deliver.with_crlf(b"")) == b".\r\n"
 
 
 def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
@@ -167,3 +170,111 @@ def test_a_replaced_socket_file_is_not_removed(tmp_path: Path) -> None:
         assert os.path.exists(path)
     finally:
         newer.close()
+
+
+class FakeDaemon:
+    """A scripted LMTP server on a Unix socket, in a thread: one session, then done.
+
+    ``replies`` answers commands by their first word; ``after_data`` is the list of
+    replies to the final dot (None: close the connection instead)."""
+
+    def __init__(
+        self,
+        path: Path,
+        greeting: str | None = "220 fake LMTP",
+        replies: dict[str, str] | None = None,
+        after_data: list[str] | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.greeting = greeting
+        self.replies = {"LHLO": "250-fake\r\n250-SIZE 1000\r\n250 8BITMIME", **(replies or {})}
+        self.after_data = after_data
+        self.commands: list[str] = []
+        self.data = b""
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn, conn.makefile("rb") as lines:
+            if self.greeting is None:
+                lines.readline()  # silent: wait for the client to give up
+                return
+            conn.sendall(self.greeting.encode() + b"\r\n")
+            for line in lines:
+                command = line.decode().strip()
+                self.commands.append(command)
+                verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
+                if verb == "DATA" and "DATA" not in self.replies:
+                    conn.sendall(b"354 go ahead\r\n")
+                    while (chunk := lines.readline()) != b".\r\n":
+                        self.data += chunk
+                    if self.after_data is None:
+                        return
+                    conn.sendall("".join(r + "\r\n" for r in self.after_data).encode())
+                    continue
+                conn.sendall(self.replies.get(verb, "250 2.0.0 OK").encode() + b"\r\n")
+                if verb == "QUIT" or self.replies.get(verb, "").startswith("421"):
+                    return
+
+    def close(self) -> None:
+        self.thread.join(5)
+        self.server.close()
+
+
+def hand_over(path: Path, *to: str, raw: bytes = b"Subject: x\n\nbody\n") -> object:
+    argv = ["ingest", "--from", "a@x.example"] + [f"--to={r}" for r in to]
+    return deliver.main(argv, io.BytesIO(raw), {"MAILGATE_LMTP__SOCKET": str(path)})
+
+
+def test_a_stopping_daemon_leaves_the_message_to_the_direct_path(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", greeting="421 4.3.2 mailgate is shutting down")
+    outcome = hand_over(tmp_path / "s", TO)
+    fake.close()
+    assert isinstance(outcome, deliver.Direct) and outcome.raw is None  # stdin untouched
+
+
+def test_no_greeting_in_time_is_no_daemon(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", greeting=None)
+    with pytest.raises(TimeoutError):
+        deliver.Lmtp.connect(str(tmp_path / "s"), timeout=0.2)
+    fake.close()
+
+
+def test_421_before_data_hands_the_read_message_to_the_direct_path(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", replies={"MAIL": "421 4.3.2 shutting down"})
+    outcome = hand_over(tmp_path / "s", TO)
+    fake.close()
+    assert isinstance(outcome, deliver.Direct) and outcome.raw == b"Subject: x\n\nbody\n"
+
+
+def test_a_temporary_rcpt_refusal_is_75_and_no_data_is_sent(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", replies={"RCPT": "451 4.3.0 try later"})
+    assert hand_over(tmp_path / "s", TO) == 75
+    fake.close()
+    assert not any(c.upper() == "DATA" for c in fake.commands)
+
+
+def test_size_and_8bit_are_declared_and_the_data_arrives_stuffed(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", after_data=["250 2.0.0 OK queued as 9"])
+    raw = "Subject: ż\n\n.hidden dot\n".encode()
+    assert hand_over(tmp_path / "s", TO, raw=raw) == 0
+    fake.close()
+    assert f"MAIL FROM:<a@x.example> SIZE={len(raw) + 3} BODY=8BITMIME" in (fake.commands)
+    assert fake.data == "Subject: ż\r\n\r\n..hidden dot\r\n".encode()
+
+
+def test_a_connection_lost_after_the_final_dot_is_75(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", after_data=None)
+    assert hand_over(tmp_path / "s", TO) == 75  # it may be stored: retry, never 0
+    fake.close()
+
+
+def test_differing_replies_after_data_never_exit_0(tmp_path: Path) -> None:
+    replies = ["250 2.0.0 OK queued as 9", "451 4.3.0 try later"]
+    fake = FakeDaemon(tmp_path / "s", after_data=replies)
+    assert hand_over(tmp_path / "s", TO, "billing@helpdesk.example") == 75
+    fake.close()
