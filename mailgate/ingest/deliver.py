@@ -64,9 +64,8 @@ COMMAND_TIMEOUT = 60.0  # the reply to each of LHLO, MAIL, RCPT, DATA, QUIT
 DATA_TIMEOUT = 600.0  # sending the message, then each reply to it (RFC 5321 §4.5.3.2.6)
 
 LHLO_NAME = "localhost"
-# The listener's line limit (aiosmtpd: 1001 bytes with CRLF) after dot-stuffing.
-_TOO_LONG = re.compile(rb"[^\n]{1001}")
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+# The listener's line limit (aiosmtpd: 1001 bytes with CRLF), less the stuffed dot.
+MAX_LINE = 998
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _QUEUED_AS = re.compile(r"queued as (\d+)")
 # What no envelope address may contain on a command line (angle brackets, line breaks).
@@ -253,7 +252,21 @@ def with_crlf(raw: bytes) -> bytes:
 
 def lmtp_data(text: bytes) -> bytes:
     """``text`` (``with_crlf``) as LMTP DATA: dot-stuffed, ending with the final dot."""
-    return _LEADING_DOT.sub(b"..", text) + b".\r\n"
+    # bytes.replace, not a regular expression: a fifth of the time on a 25 MB message.
+    stuffed = text.replace(b"\n.", b"\n..")
+    return (b"." if stuffed.startswith(b".") else b"") + stuffed + b".\r\n"
+
+
+def has_long_line(text: bytes, limit: int = MAX_LINE) -> bool:
+    """Whether a line of ``text`` (without its CRLF) is longer than ``limit`` bytes."""
+    # A scan from newline to newline: linear, where a regular expression searching for
+    # a long run of non-newlines retries from every byte (2 s on 25 MB).
+    start, find = 0, text.find
+    while (end := find(b"\n", start)) >= 0:
+        if end - 1 - start > limit:
+            return True
+        start = end + 1
+    return len(text) - start > limit
 
 
 class Lmtp:
@@ -289,7 +302,7 @@ class Lmtp:
         """The session after the greeting; raises ``_NoDaemon`` while nothing is handed over."""
         text = with_crlf(raw)
         data = lmtp_data(text)
-        if _TOO_LONG.search(data):
+        if has_long_line(text):
             self._quit()
             raise _NoDaemon("a line is longer than LMTP carries")
         try:
@@ -320,7 +333,7 @@ class Lmtp:
 
     def _mail_from(self, args: PipeArgs, size: int, raw: bytes) -> int | None:
         params = [f"SIZE={size}"] if "SIZE" in self.extensions else []
-        if "8BITMIME" in self.extensions and any(b > 0x7F for b in raw):
+        if "8BITMIME" in self.extensions and not raw.isascii():
             params.append("BODY=8BITMIME")
         if not all(a.isascii() for a in (args.mail_from, *args.rcpt_to)):
             if "SMTPUTF8" not in self.extensions:

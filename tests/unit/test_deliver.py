@@ -117,6 +117,13 @@ def test_data_has_crlf_line_ends_and_stuffed_dots() -> None:
     assert lmtp_data(deliver.with_crlf(b"")) == b".\r\n"
 
 
+def test_a_line_longer_than_lmtp_carries_is_found() -> None:
+    fits = b"a\r\n" + b"x" * 998 + b"\r\nb\r\n"
+    assert not deliver.has_long_line(fits)
+    assert deliver.has_long_line(fits.replace(b"x", b"xx", 1))
+    assert deliver.has_long_line(b"y" * 999 + b"\r\n")  # the first line, or the last
+
+
 def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
     path = str(tmp_path / "run" / "lmtp.sock")
     os.mkdir(tmp_path / "run")
