@@ -301,10 +301,10 @@ class Lmtp:
     def deliver(self, args: PipeArgs, raw: bytes) -> int:
         """The session after the greeting; raises ``_NoDaemon`` while nothing is handed over."""
         text = with_crlf(raw)
-        data = lmtp_data(text)
         if has_long_line(text):
             self._quit()
             raise _NoDaemon("a line is longer than LMTP carries")
+        data = lmtp_data(text)
         try:
             hello = self.command(f"LHLO {LHLO_NAME}", COMMAND_TIMEOUT, lines=True)
             if hello.code != 250:
@@ -325,10 +325,9 @@ class Lmtp:
             self.sock.settimeout(DATA_TIMEOUT)
             self.sock.sendall(data)
         except OSError as exc:
-            # Without the whole final dot the daemon stores nothing, but whether it was
-            # read cannot be known: retry (at worst a duplicate), never exit 0.
-            _say(f"mailgate: sending to {self.path} failed, try again later: {_why(exc)}")
-            return EX_TEMPFAIL
+            # sendall failed before its last byte, so the final dot never arrived and
+            # the daemon has nothing to store: the direct path may store it.
+            raise _NoDaemon(f"sending the message: {_why(exc)}") from exc
         return self._outcome(args.rcpt_to)
 
     def _mail_from(self, args: PipeArgs, size: int, raw: bytes) -> int | None:

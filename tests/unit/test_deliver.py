@@ -183,7 +183,8 @@ class FakeDaemon:
     """A scripted LMTP server on a Unix socket, in a thread: one session, then done.
 
     ``replies`` answers commands by their first word; ``after_data`` is the list of
-    replies to the final dot (None: close the connection instead)."""
+    replies to the final dot (None: close the connection instead; ["hang up"]: stop
+    reading as DATA begins, so the message cannot be sent)."""
 
     def __init__(
         self,
@@ -215,6 +216,10 @@ class FakeDaemon:
                 command = line.decode().strip()
                 self.commands.append(command)
                 verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
+                if verb == "DATA" and self.after_data == ["hang up"]:
+                    conn.shutdown(socket.SHUT_RD)  # the message cannot arrive
+                    conn.sendall(b"354 go ahead\r\n")
+                    return
                 if verb == "DATA" and "DATA" not in self.replies:
                     conn.sendall(b"354 go ahead\r\n")
                     while (chunk := lines.readline()) != b".\r\n":
@@ -272,6 +277,15 @@ def test_size_and_8bit_are_declared_and_the_data_arrives_stuffed(tmp_path: Path)
     fake.close()
     assert f"MAIL FROM:<a@x.example> SIZE={len(raw) + 3} BODY=8BITMIME" in (fake.commands)
     assert fake.data == "Subject: ż\r\n\r\n..hidden dot\r\n".encode()
+
+
+def test_a_connection_lost_before_the_final_dot_leaves_it_to_the_direct_path(
+    tmp_path: Path,
+) -> None:
+    fake = FakeDaemon(tmp_path / "s", after_data=["hang up"])
+    outcome = hand_over(tmp_path / "s", TO)
+    fake.close()
+    assert isinstance(outcome, deliver.Direct) and outcome.raw == b"Subject: x\n\nbody\n"
 
 
 def test_a_connection_lost_after_the_final_dot_is_75(tmp_path: Path) -> None:
