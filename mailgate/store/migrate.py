@@ -13,6 +13,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from alembic import command
 from mailgate.config.shipped import migrations_dir
@@ -53,6 +54,21 @@ def applied_revisions(conn: Connection) -> set[str]:
     if not inspect(conn).has_table(VERSION_TABLE):
         return set()
     return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def refusal(engine: Engine) -> str | None:
+    """Why no command but ``db upgrade`` may use this database (unreachable, missing,
+    not migrated), in one line; None when it may."""
+    try:
+        return schema_problem(engine)
+    except SQLAlchemyError as exc:
+        return f"database unavailable: {one_line(exc)}"
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of a driver's error, without SQLAlchemy's background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def schema_problem(engine: Engine) -> str | None:

@@ -128,7 +128,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "webhooks",
         "daemon",
     },
-    "__main__": {"cli"},
+    "__main__": {"cli", "daemon"},
 }
 
 
