@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rss import settle, tree_sum
-from run import free_port, load_average, migrate
+from run import Row, at_most, free_port, load_average, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1_000_000
@@ -153,6 +153,31 @@ def run(rounds: int, workdir: Path) -> Start:
         if last:
             result.idle_bytes, result.processes = idle, processes
     return result
+
+
+def rows(rounds: int, workdir: Path) -> list[Row]:
+    """The ``start`` part of bench/run.py's table."""
+    (workdir / "start").mkdir()
+    r = run(rounds, workdir / "start")
+    greeting, noop = statistics.median(r.mailgate), statistics.median(r.noop)
+    return [
+        Row(
+            f"start: exec → SMTP greeting, median of {rounds}",
+            f"{greeting * 1000:.0f} ms (no-op aiosmtpd {noop * 1000:.0f} ms)",
+            "≤ 3 × no-op",
+            *at_most(r.ratio, 3.0),
+        ),
+        Row(
+            "start: exec → /readyz 200 (pipeline up)",
+            f"median {statistics.median(r.ready) * 1000:.0f} ms",
+        ),
+        Row(
+            "idle process tree after start",
+            f"{r.idle_bytes / MB:.0f} MB in {r.processes} process(es)",
+            "≤ 150 MB",
+            *at_most(r.idle_bytes / MB, 150.0),
+        ),
+    ]
 
 
 def main() -> None:

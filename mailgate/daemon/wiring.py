@@ -27,7 +27,7 @@ from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transp
 from mailgate.replies.signing import Signer
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.verify.authn import DnsFunc
-from mailgate.verify.dnscache import cached_txt
+from mailgate.verify.dnscache import cached_txt, no_dns
 from mailgate.verify.external import ExternalDirectory
 
 
@@ -83,12 +83,9 @@ def make_analyzer(settings: Settings) -> Analyzer:
     p = settings.processing
     if p.parse_workers <= 0:
         return InlineAnalyzer()
-    return PoolAnalyzer(p.parse_workers, p.parse_seconds, p.parse_memory_mb)
-
-
-def no_dns(name: bytes, timeout: float = 0) -> None:
-    """The resolver when ``verify.dns_lookups`` is off: every name is unknown."""
-    return None
+    # One worker per core at most: a second process on one core only adds memory.
+    workers = min(p.parse_workers, os.cpu_count() or 1)
+    return PoolAnalyzer(workers, p.parse_seconds, p.parse_memory_mb)
 
 
 def make_transport(settings: Settings, environ: Mapping[str, str] | None = None) -> Transport:
