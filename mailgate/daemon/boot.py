@@ -10,8 +10,9 @@ starts in this order:
 2. The SMTP and LMTP listeners, with only what taking mail needs
    (``daemon.listen``): a port that is taken exits 69 with one line.  From here on
    the daemon greets; the event loop keeps answering while the rest loads in threads.
-3. In a thread: the store's modules, the engine and the schema check (an unreachable
-   or unmigrated database exits 75 with one line); then the group committer starts.
+3. In a thread: the store's modules, the engine and the schema check
+   (``store.revisions``, without Alembic; an unreachable or unmigrated database exits
+   75 with one line); then the group committer starts.
    A session that reached DATA before this waits for its commit — no 250 before the
    message is stored, as always.
 4. In a thread: the daemon's modules and the runtime (``daemon.wiring``); then, on the
@@ -134,14 +135,23 @@ async def _serve(settings: Settings, config_path: str | None) -> None:
 def _open_store(settings: Settings, committer: GroupCommitter) -> Engine:
     """The engine, once the database is known to hold this release's schema; the
     committer stores from then on."""
-    from mailgate.store import migrate
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailgate.store import revisions
     from mailgate.store.db import make_engine, make_sessions
 
     engine = make_engine(settings.database)
-    problem = migrate.refusal(engine)
-    if problem is not None:
-        engine.dispose()
-        raise Refused(problem, EX_TEMPFAIL)
+    try:
+        current = revisions.is_current(engine)
+    except SQLAlchemyError:
+        current = False
+    if not current:
+        from mailgate.store import migrate  # Alembic, only to say what is wrong
+
+        problem = migrate.refusal(engine)
+        if problem is not None:
+            engine.dispose()
+            raise Refused(problem, EX_TEMPFAIL)
     committer.start(make_sessions(engine))
     return engine
 
