@@ -1,6 +1,7 @@
-"""The daemon: listeners, the IMAP pollers, the processing worker, the outbox sender,
-the scheduler and the HTTP endpoints (health, readiness, Prometheus metrics, the
-confirm page).
+"""The daemon: the IMAP pollers, the processing worker, the outbox sender, the
+scheduler and the HTTP endpoints (health, readiness, Prometheus metrics, the confirm
+page), behind the SMTP/LMTP listeners (``daemon.listen``), which ``mailgate serve``
+opens before any of this is imported (``daemon.boot``).
 
 Everything but the IMAP pollers runs on one asyncio loop; database work runs in threads
 (``asyncio.to_thread``) so the SMTP sessions never wait on it.  imapclient is blocking,
@@ -9,7 +10,8 @@ through the loop.  ``accept`` wakes the worker; the worker wakes the outbox; an 
 wakes both every ``processing.sweep_seconds`` to pick up retries whose time has come
 and messages whose worker died.
 
-Lifecycle.  SIGTERM starts a drain: the listening sockets stay open but every new
+Lifecycle.  ``/readyz`` answers 503 until ``start`` has brought everything up.
+SIGTERM starts a drain: the listening sockets stay open but every new
 connection is greeted with 421 4.3.2 and closed, and a new MAIL on an open connection
 gets the same, so an MTA defers at once instead of timing out; transactions already
 past MAIL may finish (up to ``daemon.shutdown_seconds``), then the worker finishes
