@@ -23,6 +23,11 @@ none, or when it is unreachable); every PostgreSQL part gets a fresh database.
   rss     — bench/rss.py: one message with a 25 MB base64 attachment over SMTP to
             ``mailgate serve``, processed to a ticket and acknowledged; the peak is the
             sum of VmHWM over the daemon's process tree.  Target ≤ 4 × message + 100 MB.
+  start   — bench/start.py: exec of ``mailgate serve`` → its first SMTP greeting byte,
+            median of 7, beside the no-op aiosmtpd server started alternately in the same
+            run; exec → /readyz 200; the idle process tree.  Target ≤ 3 × no-op, ≤ 150 MB.
+  storm   — bench/storm.py: the full-size SIGKILL storm (tests/faults), its msg/s and
+            slowest restart.  Target ≥ 150 msg/s, restart ≤ 1 s, 0 lost, 0 duplicated.
   lookup  — bench/lookup.py: tickets filled by bulk INSERT … SELECT to 10 000, then
             1 000 000; the median of 1 000 random ``ticket show`` reads (cli.ticket_doc)
             at each size, on SQLite and PostgreSQL.  Target: 1 M ≤ 1.5 × 10 k.
@@ -34,8 +39,9 @@ none, or when it is unreachable); every PostgreSQL part gets a fresh database.
 The machine is whatever runs it: the load average is printed at the start and the end,
 and figures from a busy machine say little.
 
-Usage: python bench/run.py [--only ceiling,smtp,batch,rss,lookup,pipe] [--pg URL] [--n 2000]
-       [--rate 50] [--latency-n 1000] [--lookup-sizes 10000,1000000] [--pipe-n 40] [--small]
+Usage: python bench/run.py [--only ceiling,smtp,batch,rss,start,storm,lookup,pipe] [--pg URL]
+       [--n 2000] [--rate 50] [--latency-n 1000] [--lookup-sizes 10000,1000000] [--pipe-n 40]
+       [--small]
 """
 
 from __future__ import annotations
@@ -520,7 +526,7 @@ def pipe_rows(messages: list[tuple[str, bytes]], workdir: Path, rounds: int) -> 
     ]
 
 
-PARTS = ("ceiling", "smtp", "batch", "rss", "lookup", "pipe")
+PARTS = ("ceiling", "smtp", "batch", "rss", "start", "storm", "lookup", "pipe")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -583,6 +589,16 @@ def main() -> None:
             print_table(rows)
         if "rss" in parts:
             rows += rss_rows(workdir, int(args.attachment_mb * 1_000_000))
+            print_table(rows)
+        if "start" in parts:
+            import start
+
+            rows += start.rows(3 if args.small else 7, workdir)
+            print_table(rows)
+        if "storm" in parts:
+            import storm
+
+            rows += storm.rows(full=not args.small)
             print_table(rows)
         if "lookup" in parts:
             rows += lookup_rows(sizes, args.lookups, workdir, backends)
