@@ -27,7 +27,7 @@ def test_bench_small_run_prints_every_figure() -> None:
             text=True,
         )
         # --dns: the smtp rows again with look-ups on, against the stub DNS server.
-        for only in (["ceiling,smtp", "--dns"], ["batch,rss,lookup"])
+        for only in (["ceiling,smtp,pipe", "--dns"], ["batch,rss,lookup"])
     ]
     final = ""
     for run in runs:
@@ -45,10 +45,13 @@ def test_bench_small_run_prints_every_figure() -> None:
         "peak RSS, 1 MB attachment",
         "ticket lookup by number, 2,000 tickets, SQLite",
         "lookup 2,000 / 200 tickets, SQLite",
+        "pipe: ingest per message via the daemon's socket, 4 msgs",
+        "pipe floor (stdlib email + SQLite commit, 1 process/msg)",
+        "pipe without the daemon (ingest stores directly)",
     ):
         assert figure in final, figure
     # 40 messages: 27 new requests, 13 replies that thread by In-Reply-To.
     assert "27 tickets, 40 articles, 0 quarantined" in final
     verdicts = [line for line in final.splitlines() if line.endswith(("| met     |", "NOT met |"))]
-    # throughput and latency (look-ups off and on), batch, RSS, lookup growth
-    assert len(verdicts) == 7, final
+    # throughput and latency (look-ups off and on), batch, RSS, lookup growth, pipe
+    assert len(verdicts) == 8, final
