@@ -24,15 +24,25 @@ none, or when it is unreachable); every PostgreSQL part gets a fresh database.
   rss     — bench/rss.py: one message with a 25 MB base64 attachment over SMTP to
             ``mailgate serve``, processed to a ticket and acknowledged; the peak is the
             sum of VmHWM over the daemon's process tree.  Target ≤ 4 × message + 100 MB.
+  start   — bench/start.py: exec of ``mailgate serve`` → its first SMTP greeting byte,
+            median of 7, beside the no-op aiosmtpd server started alternately in the same
+            run; exec → /readyz 200; the idle process tree.  Target ≤ 3 × no-op, ≤ 150 MB.
+  storm   — bench/storm.py: the full-size SIGKILL storm (tests/faults), its msg/s and
+            slowest restart.  Target ≥ 150 msg/s, restart ≤ 1 s, 0 lost, 0 duplicated.
   lookup  — bench/lookup.py: tickets filled by bulk INSERT … SELECT to 10 000, then
             1 000 000; the median of 1 000 random ``ticket show`` reads (cli.ticket_doc)
             at each size, on SQLite and PostgreSQL.  Target: 1 M ≤ 1.5 × 10 k.
+  pipe    — bench/pipe.py: ``mailgate ingest`` per message (the MTA's pipe) with ``serve``
+            running, handing over its LMTP socket; beside the stdlib floor (parse with
+            ``email`` + SQLite commit, one process per message) and the same command
+            storing directly (no socket), alternated in one run.  Target: p50 ≤ 1.3 × floor.
 
 The machine is whatever runs it: the load average is printed at the start and the end,
 and figures from a busy machine say little.
 
-Usage: python bench/run.py [--only ceiling,smtp,batch,rss,lookup] [--pg URL] [--n 2000]
-       [--rate 50] [--latency-n 1000] [--lookup-sizes 10000,1000000] [--small]
+Usage: python bench/run.py [--only ceiling,smtp,batch,rss,start,storm,lookup,pipe] [--pg URL]
+       [--n 2000] [--rate 50] [--latency-n 1000] [--lookup-sizes 10000,1000000] [--pipe-n 40]
+       [--small]
 """
 
 from __future__ import annotations
@@ -504,7 +514,29 @@ def lookup_rows(
     return rows
 
 
-PARTS = ("ceiling", "smtp", "batch", "rss", "lookup")
+def pipe_rows(messages: list[tuple[str, bytes]], workdir: Path, rounds: int) -> list[Row]:
+    import pipe
+
+    (workdir / "pipe").mkdir()
+    p = pipe.run([raw for _, raw in messages], workdir / "pipe", rounds)
+    ratio = p.pipe.p50_ms / p.floor.p50_ms
+    return [
+        Row(
+            f"pipe: ingest per message via the daemon's socket, {p.rounds} msgs",
+            f"{p.pipe.describe()}; load {p.load}",
+            "p50 ≤ 1.3 × floor",
+            f"{ratio:.2f}",
+            "met" if ratio <= 1.3 else "NOT met",
+        ),
+        Row("pipe floor (stdlib email + SQLite commit, 1 process/msg)", p.floor.describe()),
+        Row(
+            "pipe without the daemon (ingest stores directly)",
+            f"{p.direct.describe()}; {p.direct.p50_ms / p.floor.p50_ms:.1f} × floor",
+        ),
+    ]
+
+
+PARTS = ("ceiling", "smtp", "batch", "rss", "start", "storm", "lookup", "pipe")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -523,6 +555,7 @@ def main() -> None:
     ap.add_argument("--lookup-sizes", default="10000,1000000")
     ap.add_argument("--lookups", type=int, default=1000, help="timed lookups per size")
     ap.add_argument("--attachment-mb", type=float, default=25.0)
+    ap.add_argument("--pipe-n", type=int, default=40, help="pipe rounds (processes per way)")
     ap.add_argument(
         "--small", action="store_true", help="tiny sizes: checks the bench runs, not speed"
     )
@@ -533,6 +566,7 @@ def main() -> None:
     if args.small:
         args.n, args.latency_n, args.lookups = 40, 20, 50
         args.lookup_sizes, args.attachment_mb = "200,2000", 1.0
+        args.pipe_n = 4
     sizes = tuple(int(x) for x in args.lookup_sizes.split(","))
     assert len(sizes) == 2, "--lookup-sizes takes two sizes"
     backends: list[tuple[str, str | None]] = [("SQLite", None)]
@@ -544,7 +578,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; load average at start {load_average()}")
     try:
         messages: list[tuple[str, bytes]] = []
-        if {"ceiling", "smtp", "batch"} & set(parts):
+        if {"ceiling", "smtp", "batch", "pipe"} & set(parts):
             messages = load_corpus(args.n, workdir)
             size = sum(len(r) for _, r in messages)
             print(
@@ -566,8 +600,20 @@ def main() -> None:
         if "rss" in parts:
             rows += rss_rows(workdir, int(args.attachment_mb * 1_000_000))
             print_table(rows)
+        if "start" in parts:
+            import start
+
+            rows += start.rows(3 if args.small else 7, workdir)
+            print_table(rows)
+        if "storm" in parts:
+            import storm
+
+            rows += storm.rows(full=not args.small)
+            print_table(rows)
         if "lookup" in parts:
             rows += lookup_rows(sizes, args.lookups, workdir, backends)
+        if "pipe" in parts:
+            rows += pipe_rows(messages, workdir, args.pipe_n)
         print("\nFINAL")
         print_table(rows)
         met = sum(r.verdict == "met" for r in rows)

@@ -4,11 +4,13 @@ service manager would: a TOML file, ``db upgrade``, then signals."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +103,11 @@ format = "json"
             self.write_config()
         upgraded = self.cli("db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
+        self.serve()
+        self.wait_ready()
+
+    def serve(self) -> None:
+        """Start ``mailgate serve`` on the database as it is (a restart), not waiting."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mailgate", "--config", str(self.config), "serve"],
@@ -108,22 +115,38 @@ format = "json"
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
             )
-        self.wait_ready()
+
+    def wait_greeting(self, timeout: float = 20) -> None:
+        """Until the SMTP listener sends the first byte of its greeting."""
+
+        def greets() -> bool:
+            with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=2) as conn:
+                return bool(conn.recv(1))
+
+        self._wait(greets, "no greeting", timeout, every=0.005)
 
     def wait_ready(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.http_port}/readyz"
+
+        def ready() -> bool:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return bool(reply.status == 200)
+
+        self._wait(ready, "mailgate not ready", timeout, every=0.1)
+
+    def _wait(self, probe: Callable[[], bool], what: str, timeout: float, every: float) -> None:
+        """Until ``probe`` says yes (an OSError is a no), while the process lives."""
+        deadline = time.monotonic() + timeout
         while True:
             assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
             try:
-                with urllib.request.urlopen(url, timeout=2) as reply:
-                    if reply.status == 200:
-                        return
+                if probe():
+                    return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"mailgate not ready: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
+                raise AssertionError(f"{what}: {self.log.read_text()[-2000:]}")
+            time.sleep(every)
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

@@ -24,7 +24,6 @@ from typing import NoReturn, TypeVar
 
 import click
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailgate.config import Settings, load
@@ -62,12 +61,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def one_line(exc: BaseException) -> str:
-    """The first line of a driver's error, without SQLAlchemy's background link."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class Context:
     """What a command gets from the group: the settings (loaded on first use; a bad
     config exits 78 listing every problem) and the runtime built from them."""
@@ -92,10 +85,7 @@ class Context:
         and ``check``) it exits 75 unless the database is reachable and migrated."""
         rt = wiring.build(self.settings)
         if schema:
-            try:
-                problem = migrate.schema_problem(rt.engine)
-            except SQLAlchemyError as exc:
-                problem = f"database unavailable: {one_line(exc)}"
+            problem = migrate.refusal(rt.engine)
             if problem is not None:
                 rt.close()
                 fail(problem, EX_TEMPFAIL)

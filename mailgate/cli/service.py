@@ -3,14 +3,12 @@ exit), ``check`` (is this install ready?) and ``db upgrade`` (the schema)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 
-from mailgate.cli.root import EX_TEMPFAIL, EX_UNAVAILABLE, Context, fail, main, pass_ctx
-from mailgate.config import load
-from mailgate.daemon import app
+from mailgate.cli.root import EX_TEMPFAIL, Context, main, pass_ctx
+from mailgate.daemon import boot
 from mailgate.errors import TemporaryError
 from mailgate.pipeline import batches
 from mailgate.replies import outbox
@@ -21,14 +19,9 @@ from mailgate.store import migrate
 @pass_ctx
 def serve(ctx: Context) -> None:
     """Run the daemon: SMTP/LMTP listeners, worker, outbox, health endpoints."""
-    rt = ctx.runtime()
-    try:
-        # SIGHUP re-reads the same file and environment the daemon started from.
-        asyncio.run(app.serve(rt, reread=lambda: load(ctx.config_path)))
-    except app.ListenError as exc:
-        fail(str(exc), EX_UNAVAILABLE)
-    finally:
-        rt.close()
+    # The same start as ``mailgate serve`` takes without click (``mailgate.__main__``):
+    # listeners first, the rest behind them; SIGHUP re-reads the same file.
+    sys.exit(boot.main(ctx.config_path))
 
 
 @main.command("check")

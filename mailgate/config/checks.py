@@ -66,6 +66,7 @@ def cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
                 f"not {host!r}"
             )
     problems.extend(_limit_checks(s))
+    problems.extend(_socket_checks(s))
     if s.api.max_body <= 0:
         problems.append("api.max_body: must be positive")
     if s.api.tokens_env:
@@ -137,6 +138,18 @@ def cross_checks(s: Settings, environ: Mapping[str, str]) -> list[str]:
     problems.extend(_kb_problems(s))
     problems.extend(_webhook_checks(s, environ))
     problems.extend(_imap_checks(s, environ))
+    return problems
+
+
+def _socket_checks(s: Settings) -> list[str]:
+    """The LMTP Unix socket: a path the kernel can bind, and octal permissions."""
+    problems: list[str] = []
+    # sun_path holds 108 bytes with the terminating NUL (unix(7)).
+    if len(os.fsencode(s.lmtp.socket)) > 107:
+        problems.append("lmtp.socket: the path is longer than 107 bytes (unix(7))")
+    mode = s.lmtp.socket_mode
+    if not (mode and len(mode) <= 4 and all(c in "01234567" for c in mode)):
+        problems.append(f"lmtp.socket_mode: {mode!r} is not an octal mode such as 0660")
     return problems
 
 

@@ -45,6 +45,15 @@ class ListenerSettings:
 
 
 @dataclass(frozen=True)
+class LmtpSettings(ListenerSettings):
+    """``[lmtp]``: the TCP listener's keys, plus the Unix socket ``mailgate ingest`` (the
+    MTA's pipe command) hands messages to (``ingest.deliver``, ``ingest.lmtpsocket``)."""
+
+    socket: str = ""  # a path; empty: no Unix socket listener
+    socket_mode: str = "0660"  # octal permissions of the socket file
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     listen: str = "127.0.0.1:2580"
     # Where customers' browsers reach the confirm page; empty: http://<listen>.
@@ -333,7 +342,7 @@ class Settings:
     smtp: ListenerSettings = field(
         default_factory=lambda: ListenerSettings(listen="127.0.0.1:2525")
     )
-    lmtp: ListenerSettings = field(default_factory=ListenerSettings)
+    lmtp: LmtpSettings = field(default_factory=LmtpSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)

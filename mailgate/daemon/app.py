@@ -1,6 +1,7 @@
-"""The daemon: listeners, the IMAP pollers, the processing worker, the outbox sender,
-the scheduler and the HTTP endpoints (health, readiness, Prometheus metrics, the
-confirm page).
+"""The daemon: the IMAP pollers, the processing worker, the outbox sender, the
+scheduler and the HTTP endpoints (health, readiness, Prometheus metrics, the confirm
+page), behind the SMTP/LMTP listeners (``daemon.listen``), which ``mailgate serve``
+opens before any of this is imported (``daemon.boot``).
 
 Everything but the IMAP pollers runs on one asyncio loop; database work runs in threads
 (``asyncio.to_thread``) so the SMTP sessions never wait on it.  imapclient is blocking,
@@ -9,7 +10,8 @@ through the loop.  ``accept`` wakes the worker; the worker wakes the outbox; an 
 wakes both every ``processing.sweep_seconds`` to pick up retries whose time has come
 and messages whose worker died.
 
-Lifecycle.  SIGTERM starts a drain: the listening sockets stay open but every new
+Lifecycle.  ``/readyz`` answers 503 until ``start`` has brought everything up.
+SIGTERM starts a drain: the listening sockets stay open but every new
 connection is greeted with 421 4.3.2 and closed, and a new MAIL on an open connection
 gets the same, so an MTA defers at once instead of timing out; transactions already
 past MAIL may finish (up to ``daemon.shutdown_seconds``), then the worker finishes
@@ -26,23 +28,21 @@ import dataclasses
 import logging
 import os
 import signal
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from aiosmtpd.smtp import SMTP
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailgate.config import Settings, parse_hostport
 from mailgate.daemon import api, logs, wiring
 from mailgate.daemon.api import idempotency
 from mailgate.daemon.leader import Leadership
+from mailgate.daemon.listen import ListenError, Listeners, listening
 from mailgate.daemon.runtime import Runtime
 from mailgate.daemon.webapp import make_app
 from mailgate.errors import MailgateError
 from mailgate.ingest.committer import GroupCommitter
 from mailgate.ingest.imap import ImapService
-from mailgate.ingest.smtp import SHUTTING_DOWN, IngestHandler, protocol_factory
 from mailgate.pipeline import batches
 from mailgate.replies import outbox
 from mailgate.tickets import challenges, retention, sla
@@ -56,26 +56,19 @@ BATCH = 20
 RESTART_ONLY = ("database", "smtp", "lmtp", "http", "api")
 
 
-class _Refuse(asyncio.Protocol):
-    """What a new connection meets during the drain: 421, then the door closes."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(f"{SHUTTING_DOWN}\r\n".encode())
-        transport.close()
-
-
-def _in_transaction(session: SMTP) -> bool:
-    """True while a client is between MAIL and the end of DATA (or RSET)."""
-    transport = session.transport
-    if transport is None or transport.is_closing():
-        return False
-    envelope = session.envelope
-    return envelope is not None and envelope.mail_from is not None
-
-
 class Daemon:
-    def __init__(self, rt: Runtime, environ: Mapping[str, str] | None = None) -> None:
+    """Everything behind the listeners, and the listeners' drain on SIGTERM.
+
+    ``listeners`` already open (``daemon.boot`` opens them before the runtime exists)
+    are adopted; without them ``start`` opens its own (the tests' daemon).
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        environ: Mapping[str, str] | None = None,
+        listeners: Listeners | None = None,
+    ) -> None:
         self.rt = rt
         environ = os.environ if environ is None else environ
         # The panel API's tokens and webhook secrets are read once, here.
@@ -83,11 +76,10 @@ class Daemon:
         record.install(rt)
         self._webhooks = Deliverer(rt, environ)
         self._hooks = asyncio.Event()
-        self.draining = False
-        self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
-        self.ports: dict[str, int] = {}
-        self._servers: list[asyncio.base_events.Server] = []
-        self._handlers: list[IngestHandler] = []
+        self._open_listeners = listeners is None
+        self.listeners = listeners or Listeners(rt, GroupCommitter(rt.clock))
+        self.ports = self.listeners.ports
+        self._started = False
         self._tasks: list[asyncio.Task[None]] = []
         self._work = asyncio.Event()
         self._send = asyncio.Event()
@@ -96,38 +88,21 @@ class Daemon:
         self._http: web.AppRunner | None = None
         self._worker = batches.Worker(rt, ahead=True)
         self._dispatcher = outbox.Dispatcher(rt)
-        self._committer = GroupCommitter(rt.sessions, rt.clock)
-        self._bounce_address_ok = wiring.bounce_address_ok(rt)
         self._leader = Leadership(rt.engine)
         self.imap: ImapService | None = None
 
+    @property
+    def draining(self) -> bool:
+        return self.listeners.draining
+
     async def start(self) -> None:
+        """Everything behind the listeners; the facts workers start with the first batch."""
         loop = asyncio.get_running_loop()
-        self._committer.start()
-        await asyncio.to_thread(self.rt.analyzer.start)
         settings = self.rt.settings
-        for name, listener, lmtp in (
-            ("smtp", settings.smtp, False),
-            ("lmtp", settings.lmtp, True),
-        ):
-            if not listener.listen:
-                continue
-            host, port = parse_hostport(listener.listen)
-            factory, handler = protocol_factory(
-                self.rt,
-                lmtp,
-                self._work.set,
-                self._committer,
-                bounce_address_ok=self._bounce_address_ok,
-            )
-            with _listening(name, listener.listen):
-                server = await loop.create_server(self._guard(factory), host, port)
-            self._servers.append(server)
-            self._handlers.append(handler)
-            self.ports[name] = server.sockets[0].getsockname()[1]
-            log.info("%s listening on %s:%s", name, host, self.ports[name])
+        if self._open_listeners:
+            await self.listeners.open()
+        self.listeners.adopt(self.rt, self.rt.sessions, self._work.set)
         self.rt.metrics.watch_store(self.rt.sessions, self.rt.clock)
-        self.rt.metrics.up.set(len(self._servers))
         if settings.http.listen:
             await self._start_http()
         if settings.imap:
@@ -154,7 +129,8 @@ class Daemon:
                 job, "interval", seconds=seconds, max_instances=1, coalesce=True
             )
         self._scheduler.start()
-        self._sweep()  # whatever a previous run left behind
+        self._started = True
+        self._sweep()  # whatever a previous run left behind, or came in while starting
 
     async def _leading(self) -> bool:
         """Whether this instance runs the once-per-cluster jobs (see ``leader``)."""
@@ -224,16 +200,6 @@ class Daemon:
             log.info("challenges: %s expired, %s reminded", expired, reminded)
             self._send.set()
 
-    def _guard(self, factory: Callable[[], SMTP]) -> Callable[[], asyncio.Protocol]:
-        def build() -> asyncio.Protocol:
-            if self.draining:
-                return _Refuse()
-            session = factory()
-            self._sessions.add(session)
-            return session
-
-        return build
-
     def _wake_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         def wake() -> None:
             # The loop may already be closed when a poller finishes during shutdown.
@@ -286,16 +252,19 @@ class Daemon:
         await self._http.setup()
         host, port = parse_hostport(self.rt.settings.http.listen)
         site = web.TCPSite(self._http, host, port)
-        with _listening("http", self.rt.settings.http.listen):
+        with listening("http", self.rt.settings.http.listen):
             await site.start()
         self.ports["http"] = int(self._http.addresses[0][1])
 
     def _not_ready(self) -> str | None:
-        """Why the daemon itself is not ready (draining, a listener down), or None."""
+        """Why the daemon itself is not ready (draining, starting, a listener down), or
+        None."""
         if self.draining:
             return "shutting down"
-        down = [s for s in self._servers if not s.is_serving()]
-        return f"listeners: {len(down)} not serving" if down else None
+        if not self._started:
+            return "starting: the pipeline is not up yet"
+        down = self.listeners.not_serving()
+        return f"listeners: {down} not serving" if down else None
 
     def reload(self, new: Settings) -> None:
         """Apply re-read settings, keeping the sections that own sockets and the DB."""
@@ -313,29 +282,19 @@ class Daemon:
         if timeout is None:
             timeout = self.rt.settings.daemon.shutdown_seconds
         deadline = loop.time() + timeout
-        self.draining = True
-        for handler in self._handlers:
-            handler.draining = True
+        self.listeners.drain()
         self.rt.metrics.up.set(0)
         if self.imap is not None:
             # Pollers stop first: nothing is flagged on the server after this.
             await asyncio.to_thread(self.imap.stop, timeout)
 
-        def busy() -> bool:
-            sessions = any(_in_transaction(s) for s in list(self._sessions))
-            return sessions or any(h.in_flight for h in self._handlers)
-
-        while busy():
+        while self.listeners.busy():
             if loop.time() > deadline:
                 log.warning("stop: giving up on open SMTP/LMTP transactions")
                 break
             await asyncio.sleep(0.05)
-        for server in self._servers:
-            server.close()
-        for session in list(self._sessions):
-            if session.transport is not None:
-                session.transport.close()
-        await asyncio.to_thread(self._committer.stop)
+        self.listeners.close()
+        await asyncio.to_thread(self.listeners.committer.stop)
         timeout = max(deadline - loop.time(), 1.0)
         self._stopping.set()
         self._work.set()
@@ -351,45 +310,27 @@ class Daemon:
         await asyncio.to_thread(self._leader.release)
         if self._http is not None:
             await self._http.cleanup()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), timeout=1)
+        await self.listeners.wait_closed()
 
 
-class ListenError(MailgateError):
-    """A listener cannot open its socket (the port is taken, or not ours to bind)."""
+async def run(
+    daemon: Daemon, stop: asyncio.Event, reread: Callable[[], Settings] | None = None
+) -> None:
+    """Start what is behind the listeners, run until ``stop`` is set (SIGTERM, SIGINT),
+    then drain; on SIGHUP apply ``reread()``.
 
-
-@contextlib.contextmanager
-def _listening(name: str, address: str) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        # asyncio words errno itself ("error while attempting to bind on …"): use the OS's.
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ListenError(f"cannot listen on {address} ({name}.listen): {why}") from exc
-
-
-async def serve(rt: Runtime, reread: Callable[[], Settings] | None = None) -> None:
-    """Run until SIGTERM or SIGINT; on SIGHUP apply ``reread()``.
-
-    Raises ``ListenError`` when a listener cannot bind, after closing what had started.
+    Raises ``ListenError`` when a socket cannot be bound, after closing what had started.
     """
-    daemon = Daemon(rt)
     try:
         await daemon.start()
     except ListenError:
         await daemon.stop(timeout=1)
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if reread is not None:
-        loop.add_signal_handler(signal.SIGHUP, _reloader(daemon, reread))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reloader(daemon, reread))
     log.info("mailgate ready: %s", ", ".join(f"{k}={v}" for k, v in daemon.ports.items()))
     await stop.wait()
-    log.info("stopping: draining for up to %ss", rt.settings.daemon.shutdown_seconds)
+    log.info("stopping: draining for up to %ss", daemon.rt.settings.daemon.shutdown_seconds)
     await daemon.stop()
     log.info("stopped")
 

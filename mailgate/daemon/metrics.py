@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,10 +28,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from mailgate.store.models import InboundMessage, OutboxMessage
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,12 @@ class StoreState:
 
 
 def read_state(session: Session, now: datetime) -> StoreState:
+    # The listeners count into these metrics before the store is open (daemon.boot):
+    # the store's modules load when the first scrape reads it.
+    from sqlalchemy import func, select
+
+    from mailgate.store.models import InboundMessage, OutboxMessage
+
     quarantined = session.execute(
         select(InboundMessage.reason, func.count())
         .where(InboundMessage.status == "quarantined")

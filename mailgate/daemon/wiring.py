@@ -11,21 +11,23 @@ rebuilds what new settings change without new sockets or a new database.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+
+from sqlalchemy import Engine
 
 from mailgate.clock import Clock, utcnow
 from mailgate.config import Settings, parse_hostport
+from mailgate.daemon.listen import env_key, make_scanner
+from mailgate.daemon.metrics import Metrics
 from mailgate.daemon.runtime import Runtime
 from mailgate.errors import ConfigError
-from mailgate.ingest.scan import RspamdClient
 from mailgate.pipeline.facts import Analyzer, InlineAnalyzer, PoolAnalyzer
-from mailgate.replies import verp
 from mailgate.replies.render import Renderer
 from mailgate.replies.sender import MaildirTransport, SmtpRelayTransport, Transport
 from mailgate.replies.signing import Signer
 from mailgate.store.db import make_engine, make_sessions
 from mailgate.verify.authn import DnsFunc
-from mailgate.verify.dnscache import cached_txt
+from mailgate.verify.dnscache import cached_txt, no_dns
 from mailgate.verify.external import ExternalDirectory
 
 
@@ -34,11 +36,17 @@ def build(
     clock: Clock = utcnow,
     dns: DnsFunc | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    engine: Engine | None = None,
+    metrics: Metrics | None = None,
 ) -> Runtime:
-    """Every part, from ``settings`` and the secrets in ``environ`` (the process's)."""
+    """Every part, from ``settings`` and the secrets in ``environ`` (the process's).
+
+    ``serve`` passes the engine it has opened and checked and the metrics its
+    listeners already count into (``daemon.boot``)."""
     environ = os.environ if environ is None else environ
     imap_passwords = _imap_passwords(settings, environ)
-    engine = make_engine(settings.database)
+    engine = engine or make_engine(settings.database)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -46,14 +54,15 @@ def build(
         renderer=Renderer(settings),
         transport=make_transport(settings, environ),
         signer=Signer(settings.dkim),
-        verp_key=_key(environ, settings.outbound.verp_secret_env),
-        configured_threading_key=_key(environ, settings.threading.secret_env),
+        verp_key=env_key(environ, settings.outbound.verp_secret_env),
+        configured_threading_key=env_key(environ, settings.threading.secret_env),
         imap_passwords=imap_passwords,
         clock=clock,
         dns=dns or (cached_txt if settings.verify.dns_lookups else no_dns),
         external=ExternalDirectory(settings.directory, clock) if settings.directory.url else None,
         analyzer=make_analyzer(settings),
         scanner=make_scanner(settings),
+        metrics=metrics or Metrics(),
     )
 
 
@@ -70,34 +79,13 @@ def reload(rt: Runtime, settings: Settings, environ: Mapping[str, str] | None = 
     rt.scanner = make_scanner(settings)
 
 
-def make_scanner(settings: Settings) -> RspamdClient | None:
-    spam = settings.spam
-    if not spam.rspamd_url:
-        return None
-    return RspamdClient(spam.rspamd_url, spam.rspamd_timeout_ms / 1000)
-
-
-def bounce_address_ok(rt: Runtime) -> Callable[[str], bool]:
-    """The listeners' test for the VERP return path of our own mail (``replies.verp``);
-    it reads the settings at each call, so a reload applies to open sessions too."""
-
-    def check(address: str) -> bool:
-        local = rt.settings.outbound.verp_local_part
-        return verp.parse(address, local, rt.verp_key) is not None
-
-    return check
-
-
 def make_analyzer(settings: Settings) -> Analyzer:
     p = settings.processing
     if p.parse_workers <= 0:
         return InlineAnalyzer()
-    return PoolAnalyzer(p.parse_workers, p.parse_seconds, p.parse_memory_mb)
-
-
-def no_dns(name: bytes, timeout: float = 0) -> None:
-    """The resolver when ``verify.dns_lookups`` is off: every name is unknown."""
-    return None
+    # One worker per core at most: a second process on one core only adds memory.
+    workers = min(p.parse_workers, os.cpu_count() or 1)
+    return PoolAnalyzer(workers, p.parse_seconds, p.parse_memory_mb)
 
 
 def make_transport(settings: Settings, environ: Mapping[str, str] | None = None) -> Transport:
@@ -117,10 +105,6 @@ def make_transport(settings: Settings, environ: Mapping[str, str] | None = None)
             local_hostname=settings.smtp.hostname,
         )
     return MaildirTransport(out.maildir)
-
-
-def _key(environ: Mapping[str, str], name: str) -> bytes | None:
-    return environ[name].encode() if name and name in environ else None
 
 
 def _imap_passwords(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:

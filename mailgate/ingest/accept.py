@@ -5,7 +5,9 @@ after the commit (SQLite ``synchronous=FULL`` / PostgreSQL ``synchronous_commit=
 make that commit durable).  The adapters — SMTP/LMTP, the pipe, batch import, IMAP —
 answer 250 / exit 0 / flag the IMAP message only after it returns, and map its
 ``TemporaryError`` to 451 / exit 75 / "leave unflagged".  No parsing happens here: the
-SMTP session never waits on anything but one INSERT.
+SMTP session never waits on anything but one INSERT.  The values it takes and gives
+(``Envelope``, ``Incoming``, ``Accepted``) live in ``ingest.envelope``, which the
+listeners import without SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,38 +24,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.clock import Clock, utcnow
 from mailgate.errors import PermanentError
+from mailgate.ingest.envelope import Accepted, Envelope, Incoming
 from mailgate.store.db import translate_db_errors
 from mailgate.store.models import InboundMessage
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What the transport said: SMTP MAIL FROM ("" for the null sender) and RCPT TO."""
-
-    mail_from: str | None
-    rcpt_to: tuple[str, ...]
-    peer: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """One message offered to ``accept``; ``source_ref`` makes a re-offer a no-op."""
-
-    raw: bytes
-    envelope: Envelope
-    source: str
-    source_ref: str | None = None
-    acknowledge: bool = True
-    scan: dict[str, Any] | None = None  # rspamd's answer during the session (ingest.scan)
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    inbound_id: int
-    duplicate: bool  # the same source_ref was stored before; nothing new was written
+__all__ = ["Accepted", "Envelope", "Incoming", "accept", "accept_many", "sniff_message_id"]
 
 
 def accept(

@@ -7,6 +7,11 @@ each session with its own result — one fsync for the group, and no lock conten
 between sessions.  Nothing is answered before the commit that holds it: the
 durability contract of ``accept`` is unchanged.  Under light load a group is one
 message, so nobody waits for company.
+
+The committer takes messages before it can store them: ``mailgate serve`` greets and
+reads DATA while the database is still being opened (``daemon.boot``), and the
+sessions' messages wait in the queue until ``start`` hands over the sessions and the
+thread begins.  So this module imports SQLAlchemy only in that thread.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
 from mailgate.clock import Clock
 from mailgate.errors import PermanentError
-from mailgate.ingest.accept import Accepted, Incoming, accept_many
+from mailgate.ingest.envelope import Accepted, Incoming
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +35,27 @@ MAX_GROUP = 64
 
 
 class GroupCommitter:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
-        self.sessions = sessions
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
+        self.sessions: sessionmaker[Session] | None = None
         self._queue: queue.Queue[tuple[Incoming, Future[Accepted]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mailgate-commit", daemon=True)
 
-    def start(self) -> None:
+    @property
+    def started(self) -> bool:
+        return self.sessions is not None
+
+    def start(self, sessions: sessionmaker[Session]) -> None:
+        """Store from now on, beginning with what sessions queued before (once)."""
+        if self.sessions is not None:
+            return
+        self.sessions = sessions
         self._thread.start()
 
     def stop(self, timeout: float = 10) -> None:
-        """Store what is queued, then end the thread."""
+        """Store what is queued, then end the thread (if it ever began)."""
+        if self.sessions is None:
+            return
         self._queue.put(None)
         self._thread.join(timeout)
 
@@ -69,6 +86,9 @@ class GroupCommitter:
             self._store(group)
 
     def _store(self, group: list[tuple[Incoming, Future[Accepted]]]) -> None:
+        from mailgate.ingest.accept import accept_many  # SQLAlchemy: in this thread only
+
+        assert self.sessions is not None
         try:
             results = accept_many(self.sessions, [item for item, _ in group], clock=self.clock)
         except Exception as exc:  # noqa: BLE001 -- every waiting session gets the failure (451)

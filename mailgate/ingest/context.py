@@ -11,15 +11,17 @@ record fits each protocol.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import Counter
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+if TYPE_CHECKING:
+    # Names only: the listeners' parts are declared before SQLAlchemy is loaded.
+    from prometheus_client import Counter
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate.clock import Clock
-from mailgate.config import Settings
-from mailgate.ingest.scan import RspamdClient
+    from mailgate.clock import Clock
+    from mailgate.config import Settings
+    from mailgate.ingest.scan import RspamdClient
 
 
 class IngestContext(Protocol):

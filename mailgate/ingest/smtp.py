@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
@@ -41,10 +41,13 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from mailgate.config import ListenerSettings, Settings
 from mailgate.errors import PermanentError, StorageFull, TemporaryError
-from mailgate.ingest.accept import Envelope, Incoming, accept
-from mailgate.ingest.committer import GroupCommitter
-from mailgate.ingest.context import ListenerContext
+from mailgate.ingest.envelope import Envelope, Incoming
 from mailgate.ingest.scan import ScanResult
+
+if TYPE_CHECKING:
+    # Names only: the listener is imported (and greets) before SQLAlchemy is loaded.
+    from mailgate.ingest.committer import GroupCommitter
+    from mailgate.ingest.context import ListenerContext
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +173,8 @@ class IngestHandler:
                 incoming = Incoming(raw, smtp_envelope, self.source, scan=scan)
                 result = await asyncio.wrap_future(self.committer.submit(incoming))
             else:
+                from mailgate.ingest.accept import accept  # only without a committer
+
                 result = await asyncio.to_thread(
                     accept,
                     self.rt.sessions,

@@ -308,8 +308,15 @@ def _traced(
         return function(job, config, dnsfunc, now, budget)
 
 
+# What the forkserver imports before it forks a worker (``PoolAnalyzer``).
+PRELOAD = ("mailgate.pipeline.facts", "mailgate.verify.dnscache")
+
+
 class PoolAnalyzer:
     """Runs ``analyze`` in ``workers`` processes under a time and memory budget.
+
+    The daemon does not call ``start``: the pool and its processes come up with the
+    first batch, so an idle daemon is one process.
 
     ``job`` is what a worker runs for each message (a module-level function, so the
     workers can import it); tests give one that misbehaves the ways a parser can.
@@ -332,8 +339,11 @@ class PoolAnalyzer:
     def _get_pool(self) -> Pool:
         if self._pool is None:
             # forkserver: workers start from a clean, single-threaded process, never
-            # from a fork of the threaded daemon.
+            # from a fork of the threaded daemon.  The server imports the facts stage
+            # (and the DNS cache a worker unpickles with its first job) once, and each
+            # worker is a fork of it: started at once, holding only these modules.
             context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(list(PRELOAD))
             log_queue = context.Queue()  # one per pool: a killed pool takes it along
             self._logs = _FromWorkers(log_queue)
             self._pool = context.Pool(

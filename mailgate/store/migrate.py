@@ -7,18 +7,28 @@ A database that is missing, empty or behind is refused with one line naming
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from alembic import command
 from mailgate.config.shipped import migrations_dir
+from mailgate.store.revisions import applied_revisions, sqlite_file
 
 UPGRADE = "run `mailgate db upgrade`"
-VERSION_TABLE = "alembic_version"  # alembic's default, which env.py keeps
+
+__all__ = [
+    "UPGRADE",
+    "alembic_config",
+    "applied_revisions",
+    "one_line",
+    "refusal",
+    "schema_problem",
+    "sqlite_file",
+    "upgrade",
+]
 
 
 def alembic_config() -> Config:
@@ -39,20 +49,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def sqlite_file(engine: Engine) -> Path | None:
-    """The file of an SQLite database (None for PostgreSQL or an in-memory database)."""
-    name = engine.url.database
-    if engine.url.get_backend_name() != "sqlite" or not name or name == ":memory:":
-        return None
-    return Path(name)
+def refusal(engine: Engine) -> str | None:
+    """Why no command but ``db upgrade`` may use this database (unreachable, missing,
+    not migrated), in one line; None when it may."""
+    try:
+        return schema_problem(engine)
+    except SQLAlchemyError as exc:
+        return f"database unavailable: {one_line(exc)}"
 
 
-def applied_revisions(conn: Connection) -> set[str]:
-    """The revisions recorded in the database (read directly: alembic's own
-    MigrationContext would log two lines on every command)."""
-    if not inspect(conn).has_table(VERSION_TABLE):
-        return set()
-    return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+def one_line(exc: BaseException) -> str:
+    """The first line of a driver's error, without SQLAlchemy's background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def schema_problem(engine: Engine) -> str | None:

@@ -26,7 +26,7 @@ def test_bench_small_run_prints_every_figure() -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for only in ("ceiling,smtp", "batch,rss,lookup")
+        for only in ("ceiling,smtp,pipe", "batch,rss,lookup")
     ]
     final = ""
     for run in runs:
@@ -44,10 +44,13 @@ def test_bench_small_run_prints_every_figure() -> None:
         "peak RSS, 1 MB attachment",
         "ticket lookup by number, 2,000 tickets, SQLite",
         "lookup 2,000 / 200 tickets, SQLite",
+        "pipe: ingest per message via the daemon's socket, 4 msgs",
+        "pipe floor (stdlib email + SQLite commit, 1 process/msg)",
+        "pipe without the daemon (ingest stores directly)",
     ):
         assert figure in final, figure
     # 40 messages: 27 new requests, 13 replies that thread by In-Reply-To.
     assert "27 tickets, 40 articles, 0 quarantined" in final
     verdicts = [line for line in final.splitlines() if line.endswith(("| met     |", "NOT met |"))]
-    # throughput, latency, batch (÷ parse-only, ÷ the stdlib floor), RSS, lookup growth
-    assert len(verdicts) == 6, final
+    # throughput, latency, batch (÷ parse-only, ÷ the stdlib floor), RSS, lookup growth, pipe
+    assert len(verdicts) == 7, final

@@ -1,6 +1,8 @@
 """A real ``mailgate serve`` process under the signals a service manager sends:
 SIGTERM drains (421 for newcomers, open transactions finish, exit 0), SIGHUP re-reads
-the configuration and templates."""
+the configuration and templates.  And its start: it greets before the store, the
+pipeline and HTTP are up (``daemon.boot``); mail taken in that window is stored, then
+processed once the rest is up, and ``/readyz`` says 200 only then."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ import json
 import shutil
 import signal
 import smtplib
+import sqlite3
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,4 +119,60 @@ def test_sighup_reloads_addresses_and_templates_and_survives_a_broken_file(
     assert daemon.http("/readyz")[0] == 200
     entries = [json.loads(line) for line in daemon.log.read_text().splitlines()]
     assert any(e["level"] == "error" and "not valid TOML" in e["msg"] for e in entries)
+    assert daemon.stop() == 0
+
+
+class Readiness(threading.Thread):
+    """Polls /readyz until it answers 200, keeping every answer (None: no answer)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/readyz"
+        self.answers: list[tuple[int | None, str]] = []
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as reply:
+                    self.answers.append((reply.status, reply.read().decode()))
+                    return
+            except urllib.error.HTTPError as exc:
+                self.answers.append((exc.code, exc.read().decode()))
+            except OSError:
+                self.answers.append((None, ""))
+            time.sleep(0.01)
+
+
+def count(process: Mailgate, sql: str) -> int:
+    with sqlite3.connect(process.store / "mailgate.db", timeout=10) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def test_mail_sent_at_the_first_greeting_is_stored_and_becomes_a_ticket(
+    daemon: Mailgate,
+) -> None:
+    daemon.write_config()
+    assert daemon.cli("db", "upgrade").returncode == 0
+    daemon.serve()
+    daemon.wait_greeting()
+    readiness = Readiness(daemon.http_port)
+    readiness.start()
+    mail = make_mail(message_id="<first-greeting@customer.example>")
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=60) as client:
+        refused = client.sendmail("jan@customer.example", [f"support@{HELPDESK_DOMAIN}"], mail)
+    assert refused == {}
+    # 250 came after the commit: the row is there whatever the pipeline is doing.
+    assert count(daemon, "SELECT count(*) FROM inbound_message") == 1
+    readiness.join(60)
+    statuses = [status for status, _ in readiness.answers]
+    # Not ready when it first greeted (no HTTP yet, or 503 "starting"), ready later.
+    assert statuses[0] != 200 and statuses[-1] == 200, readiness.answers
+    assert all("starting" in body for status, body in readiness.answers if status == 503), (
+        readiness.answers
+    )
+    wait_until(
+        lambda: count(daemon, "SELECT count(*) FROM ticket") == 1, timeout=30, what="the ticket"
+    )
+    assert count(daemon, "SELECT count(*) FROM inbound_message WHERE status = 'done'") == 1
     assert daemon.stop() == 0

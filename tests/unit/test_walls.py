@@ -128,8 +128,13 @@ MAY_IMPORT: dict[str, set[str]] = {
         "webhooks",
         "daemon",
     },
-    "__main__": {"cli"},
+    "__main__": {"cli", "daemon", "ingest"},
 }
+
+# The pipe's hot path (``mailgate ingest`` handing a message to the daemon) and what it
+# loads on its way: the standard library only, so a delivery costs no more than a
+# stdlib script (tests/integration/test_pipe_socket.py checks the loaded modules too).
+STDLIB_ONLY = ("mailgate", "mailgate.__main__", "mailgate.ingest", "mailgate.ingest.deliver")
 
 
 # Third-party and stdlib modules that mean I/O or concurrency: the parser has none.
@@ -246,6 +251,22 @@ def test_the_parser_does_no_io() -> None:
         if in_layer(module, "parse")
         for name, line in external_imports(path)
         if name.split(".")[0] in PARSE_FORBIDDEN_EXTERNAL
+    ]
+    assert broken == []
+
+
+def test_the_pipe_hot_path_imports_only_the_standard_library() -> None:
+    import sys
+
+    known = modules()
+    broken = [
+        f"{known[module].relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for module in STDLIB_ONLY
+        for name, line in external_imports(known[module])
+        if name.split(".")[0] not in sys.stdlib_module_names
+        # the full command, and serve's own start
+        and not (module == "mailgate.__main__" and name in ("mailgate.cli", "mailgate.daemon"))
+        and name not in STDLIB_ONLY
     ]
     assert broken == []
 
