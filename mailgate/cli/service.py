@@ -68,9 +68,10 @@ def drain(ctx: Context, no_send: bool) -> None:
     rt = ctx.runtime()
     processed = sent = 0
     try:
-        worker = batches.Worker(rt)
+        worker = batches.Worker(rt, ahead=True)
         while n := worker.run_pending(50):
             processed += n
+        worker.close()
         if not no_send:
             while n := outbox.flush(rt, 100):
                 sent += n

@@ -86,7 +86,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._scheduler: AsyncIOScheduler | None = None
         self._http: web.AppRunner | None = None
-        self._worker = batches.Worker(rt)
+        self._worker = batches.Worker(rt, ahead=True)
         self._dispatcher = outbox.Dispatcher(rt)
         self._leader = Leadership(rt.engine)
         self.imap: ImapService | None = None
@@ -305,6 +305,8 @@ class Daemon:
             await asyncio.wait_for(asyncio.gather(*self._tasks), timeout=timeout)
         for task in self._tasks:
             task.cancel()
+        # A batch claimed ahead and not processed goes back, not left to its lease.
+        await asyncio.to_thread(self._worker.close)
         await asyncio.to_thread(self._leader.release)
         if self._http is not None:
             await self._http.cleanup()

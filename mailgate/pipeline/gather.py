@@ -13,6 +13,7 @@ nothing is looked up twice and ``decide`` stays free of I/O.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -31,7 +32,9 @@ from mailgate.verify import directory
 from mailgate.verify.credentials import Check
 
 if TYPE_CHECKING:
-    from mailgate.pipeline.batches import Claimed
+    from mailgate.pipeline.claims import Claimed
+
+_DELIVERED = "gather.delivered"  # session info: dedup key → stored article id, for a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,7 @@ def gather(
     sender = parsed.from_.address if parsed.from_ else None
     recipients = (*item.rcpt_to, *(a.address for a in (*parsed.to, *parsed.cc)))
     dedup = dedup_key(parsed, ev.body_digest)
-    duplicate_of = None
-    if dedup is not None:
-        duplicate_of = session.scalar(select(Article.id).where(Article.dedup_key == dedup))
+    duplicate_of = _delivered(session, dedup)
     queue, helpdesk_address = route(rt, recipients)
     token = challenges.find_token(recipients)
     for spec in external_accounts:
@@ -138,6 +139,36 @@ def gather(
         kb=ev.kb,
     )
     return Gathered(facts, context)
+
+
+def ahead(session: Session, batch: list[tuple[Claimed, Evidence]]) -> None:
+    """The look-ups every message of a batch makes, made once for the whole batch in the
+    caller's transaction: the articles already stored under the batch's dedup keys and
+    the senders' registered addresses (``directory.know_senders``).
+
+    A dedup key that two messages of the batch share is left out: the first may store
+    its article before the second asks, so the second asks the database itself.
+    """
+    keys = Counter(dedup_key(ev.parsed, ev.body_digest) for _, ev in batch)
+    unique = [key for key, n in keys.items() if key is not None and n == 1]
+    stored: dict[str, int | None] = dict.fromkeys(unique)
+    if unique:
+        query = select(Article.dedup_key, Article.id).where(Article.dedup_key.in_(unique))
+        stored.update((str(key), article_id) for key, article_id in session.execute(query))
+    session.info[_DELIVERED] = stored
+    directory.know_senders(
+        session, (ev.parsed.from_.address for _, ev in batch if ev.parsed.from_ is not None)
+    )
+
+
+def _delivered(session: Session, dedup: str | None) -> int | None:
+    """The article an earlier delivery of this message left, if any."""
+    if dedup is None:
+        return None
+    stored: dict[str, int | None] = session.info.get(_DELIVERED, {})
+    if dedup in stored:
+        return stored.pop(dedup)  # each key is asked about once per batch
+    return session.scalar(select(Article.id).where(Article.dedup_key == dedup))
 
 
 def _rules_target(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -111,9 +112,13 @@ class InboundMessage(Base):
 
 class Ticket(Base):
     __tablename__ = "ticket"
+    # The number PostgreSQL gives (a sequence, alembic 0012) comes back in the INSERT's
+    # RETURNING rather than by a SELECT of its own.
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 -- SQLAlchemy reads it once
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    number: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # On PostgreSQL the column's default; SQLite has none (``tickets.opening`` numbers).
+    number: Mapped[int] = mapped_column(BigInteger, unique=True, server_default=FetchedValue())
     subject: Mapped[str] = mapped_column(Text)
     queue: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16), default="normal")

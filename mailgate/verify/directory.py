@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailgate.store import memo
 from mailgate.store.models import Account, AccountAddress, AccountIdentifier
 from mailgate.verify import passwords
 from mailgate.verify.identity import Identifiers, normalize
@@ -54,14 +55,41 @@ class Resolution:
     notes: tuple[str, ...] = field(default=())
 
 
+_ADDRESSES = "directory.addresses"  # memo: sender address → [(account id, role)]
+
+
+def know_senders(session: Session, senders: Iterable[str]) -> None:
+    """Read the registered addresses of many senders (a batch's) in one query, so that
+    ``resolve`` asks nothing more for them in this session; ``upsert`` forgets them."""
+    wanted = {sender.lower() for sender in senders}
+    known: dict[str, list[tuple[int, str]]] = {address: [] for address in wanted}
+    if wanted:
+        rows = session.execute(
+            select(AccountAddress.address, AccountAddress.account_id, AccountAddress.role).where(
+                AccountAddress.address.in_(wanted)
+            )
+        )
+        for address, account_id, role in rows:
+            known[address].append((account_id, role))
+    memo.forget(session, _ADDRESSES)
+    memo.remember(session, _ADDRESSES, lambda: known)
+
+
+def _roles_of(session: Session, sender: str) -> list[tuple[int, str]]:
+    known: dict[str, list[tuple[int, str]]] = memo.remember(session, _ADDRESSES, dict)
+    address = sender.lower()
+    if address in known:
+        return known[address]
+    query = select(AccountAddress.account_id, AccountAddress.role).where(
+        AccountAddress.address == address
+    )
+    return [(account_id, role) for account_id, role in session.execute(query)]
+
+
 def resolve(session: Session, sender: str | None, ids: Identifiers) -> Resolution:
     by_address: dict[int, list[str]] = {}
     if sender:
-        for account_id, role in session.execute(
-            select(AccountAddress.account_id, AccountAddress.role).where(
-                AccountAddress.address == sender.lower()
-            )
-        ):
+        for account_id, role in _roles_of(session, sender):
             by_address.setdefault(account_id, []).append(role)
     by_identifier = _accounts_named(session, ids)
     if len(by_address) == 1:
@@ -171,6 +199,7 @@ class AccountSpec:
 
 def upsert(session: Session, spec: AccountSpec, now: datetime) -> Account:
     """Create the account or add the given addresses and identifiers to it."""
+    memo.forget(session, _ADDRESSES)  # the addresses read for a batch may change here
     account = session.scalar(select(Account).where(Account.login == spec.login.lower()))
     if account is None:
         account = Account(login=spec.login.lower(), name=spec.name, created_at=now)

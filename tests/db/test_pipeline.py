@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from mailgate.daemon.runtime import Runtime
 from mailgate.ingest.accept import Envelope, accept
-from mailgate.pipeline import batches
+from mailgate.pipeline import batches, claims
 from mailgate.replies import outbox
 from mailgate.store.models import Article, Attachment, Blob, InboundMessage, OutboxMessage, Ticket
 from tests.conftest import make_runtime, make_settings
@@ -342,10 +342,57 @@ def test_failures_retry_with_backoff_then_quarantine_then_replay(
 
 def test_dead_worker_lease_is_reclaimed(rt: Runtime, clock: FakeClock) -> None:
     row_id = accept(rt.sessions, make_mail(), ENV, "smtp", clock=clock).inbound_id
-    assert [c.id for c in batches.claim(rt, 10)] == [row_id]  # and then the worker "dies"
-    assert batches.claim(rt, 10) == []
+    assert [c.id for c in claims.claim(rt, 10)] == [row_id]  # and then the worker "dies"
+    assert claims.claim(rt, 10) == []
     clock.advance(seconds=rt.settings.processing.lease_seconds + 1)
-    [again] = batches.claim(rt, 10)
+    [again] = claims.claim(rt, 10)
     batches.process(rt, again)
     assert inbound(rt, row_id).status == "done"
     assert len(tickets(rt)) == 1
+
+
+def test_a_worker_ahead_processes_a_backlog_once_and_gives_back_what_it_holds(
+    rt: Runtime,
+) -> None:
+    ids = [
+        accept(
+            rt.sessions,
+            make_mail(
+                sender=f"Client {i} <client{i}@customer.example>",
+                subject=f"Backlog {i}",
+                message_id=f"<backlog{i}@customer.example>",
+            ),
+            ENV,
+            "smtp",
+            clock=rt.clock,
+        ).inbound_id
+        for i in range(5)
+    ]
+
+    def rows() -> list[tuple[str, int]]:
+        with rt.sessions() as s:
+            found = {r.id: (r.status, r.attempts) for r in s.scalars(select(InboundMessage))}
+        return [found[i] for i in ids]
+
+    worker = batches.Worker(rt, ahead=True)
+    # A full batch: written, while the next one is claimed and its facts worked out.
+    assert worker.run_pending(2) == 2
+    assert [status for status, _ in rows()] == [
+        "done",
+        "done",
+        "processing",
+        "processing",
+        "received",
+    ]
+    # The daemon stops: the batch claimed ahead goes back at once, its attempt with it.
+    worker.close()
+    assert rows()[2:4] == [("retry", 0), ("retry", 0)]
+    worker = batches.Worker(rt, ahead=True)
+    while worker.run_pending(2):
+        pass
+    assert [status for status, _ in rows()] == ["done"] * 5
+    # Every message exactly once: one ticket and one article each, numbered 1 to 5.
+    assert [t.number for t in tickets(rt)] == [1, 2, 3, 4, 5]
+    with rt.sessions() as s:
+        inbound_articles = select(func.count()).where(Article.direction == "in")
+        assert s.scalar(inbound_articles) == 5

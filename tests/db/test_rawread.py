@@ -11,7 +11,7 @@ import pytest
 
 from mailgate.errors import TemporaryError
 from mailgate.ingest.accept import Envelope, accept
-from mailgate.pipeline import batches
+from mailgate.pipeline import claims
 from mailgate.pipeline.rawread import RawReader, body_digest, raw_reader
 from tests.conftest import make_runtime, make_settings
 from tests.support import make_mail
@@ -24,7 +24,7 @@ def test_a_worker_reads_the_stored_bytes_and_the_claim_only_the_head(
 ) -> None:
     rt = make_runtime(make_settings(db_url, tmp_path))
     try:
-        raw = make_mail(body="x" * 70 + "\n" + "y" * (batches.HEAD_BYTES + 1000))
+        raw = make_mail(body="x" * 70 + "\n" + "y" * (claims.HEAD_BYTES + 1000))
         stored = accept(rt.sessions, raw, ENV, "smtp")
         reader = raw_reader(db_url)
         assert reader is not None
@@ -33,8 +33,8 @@ def test_a_worker_reads_the_stored_bytes_and_the_claim_only_the_head(
         assert copy(stored.inbound_id) == raw
         with pytest.raises(TemporaryError, match="not found"):
             copy(stored.inbound_id + 1000)
-        [claimed] = batches.claim(rt, 10)
-        assert claimed.head == raw[: batches.HEAD_BYTES]
+        [claimed] = claims.claim(rt, 10)
+        assert claimed.head == raw[: claims.HEAD_BYTES]
     finally:
         rt.close()
 

@@ -25,7 +25,8 @@ from mailgate import config
 from mailgate.daemon.runtime import Runtime
 from mailgate.errors import PermanentError
 from mailgate.ingest.accept import Envelope, accept
-from mailgate.pipeline.batches import facts_config, run_pending
+from mailgate.pipeline.batches import run_pending
+from mailgate.pipeline.claims import facts_config
 from mailgate.pipeline.facts import analyze
 from mailgate.store.db import make_engine
 from mailgate.store.migrate import upgrade

@@ -82,3 +82,13 @@ def test_quoted_words_and_error_messages_do_not_count(text: str) -> None:
 )
 def test_innocent_words_are_not_abusive(text: str) -> None:
     assert not is_abusive("Hello", text), abusive_words("Hello", text)
+
+
+def test_the_quick_search_answers_as_the_word_list_does() -> None:
+    """``is_abusive`` searches bare stems in lower-cased text; ``abusive_words`` runs the
+    word list itself.  Both must agree, word in the middle of text or alone, in any case."""
+    stems = ["fuck", "f*ck", "F**K", "Kurwa", "nahuj", "hujowy", "jebać", "ЗАЕБАЛИ", "sranej"]
+    stems += ["shit", "idioti", "мудаки", "xfuckx", "a*fuck", "hujem", "Hujx", "ebal", "huja"]
+    for stem in stems:
+        for text in (stem, f"so {stem}.", f"x{stem}", f"{stem}y", f"({stem})", stem.upper()):
+            assert is_abusive("", text) == bool(abusive_words("", text)), text
