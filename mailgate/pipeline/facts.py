@@ -329,8 +329,9 @@ def _traced(
         return function(job.loaded(config), config, dnsfunc, now, budget)
 
 
-# What the forkserver imports before it forks a worker (``PoolAnalyzer``).
-PRELOAD = ("mailgate.pipeline.facts", "mailgate.verify.dnscache")
+# What the forkserver imports before it forks a worker (``PoolAnalyzer``); lookahead
+# because every job carries its ``Answers``, which a worker unpickles.
+PRELOAD = ("mailgate.pipeline.facts", "mailgate.verify.dnscache", "mailgate.verify.lookahead")
 
 
 class PoolAnalyzer:
