@@ -13,9 +13,11 @@ none, or when it is unreachable); every PostgreSQL part gets a fresh database.
   smtp    — the same corpus to ``mailgate serve`` (SQLite, then PostgreSQL): stored,
             processed into tickets, acknowledgements relayed to a sink in this process;
             msg/s counted from the first connection until every message is processed.
-            Target ≥ 100 msg/s.  Then a fresh database and the first 1 000 messages
-            offered at a fixed 50 msg/s (open loop); latency is the sender's 250 →
-            the acknowledgement reaching the sink, p50 and p99.  Target p99 ≤ 1 s.
+            Target ≥ 100 msg/s.  Then a fresh database: the first message alone (it
+            also waits for the facts workers, which start with the first batch; its
+            latency is printed on its own), then the next 999 offered at a fixed
+            50 msg/s (open loop); latency is the sender's 250 → the acknowledgement
+            reaching the sink, p50 and p99.  Target p99 ≤ 1 s.
   batch   — bench/batch.py: ``mailgate ingest --mbox`` + ``mailgate drain`` of the corpus
             into a fresh SQLite database, msg/s over both; beside mail-parser's
             ``parse_from_bytes`` over the same messages in one process (parse-only) and
@@ -337,15 +339,28 @@ def bench_latency(
     rate: float,
     connections: int,
     env: dict[str, str] | None = None,
-) -> tuple[list[float], int, float]:
+) -> tuple[list[float], int, float, float | None]:
+    """Receipt → ack latencies of ``messages[1:]`` offered at ``rate``, their ack count,
+    the rate offered, and the first message's own latency.
+
+    The first message is sent alone and acknowledged before the timed run: ``serve``
+    greets before its facts workers exist and starts them with the first batch (issue
+    21), so the first message after a start also waits for them.  That cold figure is
+    returned beside the steady-state ones rather than mixed into their p99.
+    """
     with Mailgate(workdir, db_url, env) as mg:
+        first = send_all(mg.smtp_port, messages[:1], 1)
+        mg.wait_settled(1)
+        mg.wait_sent()
+        cold = next((mg.sink.arrived[m] - first[m] for m in first if m in mg.sink.arrived), None)
+        warm_acks = mg.sink.count
         t0 = time.perf_counter()
-        sent = send_all(mg.smtp_port, messages, connections, rate=rate)
-        offered = len(messages) / (time.perf_counter() - t0)
+        sent = send_all(mg.smtp_port, messages[1:], connections, rate=rate)
+        offered = (len(messages) - 1) / (time.perf_counter() - t0)
         mg.wait_settled(len(messages))
         mg.wait_sent()
         latencies = [mg.sink.arrived[m] - sent[m] for m in mg.sink.arrived if m in sent]
-        return latencies, mg.sink.count, offered
+        return latencies, mg.sink.count - warm_acks, offered, cold
 
 
 @dataclass
@@ -425,7 +440,7 @@ def smtp_rows(
         )
         db = fresh_pg(url, "mailgate_bench_lat") if url else None
         (workdir / f"{label}-lat").mkdir()
-        lat, acks, offered = bench_latency(
+        lat, acks, offered, cold = bench_latency(
             messages[: args.latency_n],
             workdir / f"{label}-lat",
             db,
@@ -438,7 +453,8 @@ def smtp_rows(
             Row(
                 f"receipt → ack at {offered:.0f} msg/s, {label}",
                 f"p50 {percentile(lat, 50) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
-                f"({len(lat)} acks)",
+                f"({len(lat)} acks; the first message after the start, alone: "
+                f"{'no ack' if cold is None else f'{cold * 1000:.0f} ms'})",
                 f"p99 ≤ 1 s at {args.rate:.0f} msg/s",
                 *at_most(p99, 1.0),
             )
