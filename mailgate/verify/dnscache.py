@@ -110,6 +110,16 @@ class TxtCache:
         return len(self._entries)
 
 
+# SERVFAIL from every server, no resolver, no answer in time: temperror, never "no
+# record" (which would read as "no DMARC policy").  The one rule for both resolvers,
+# this synchronous one and ``verify.lookahead``'s asynchronous one.
+TEMPORARY_FAILURES = (
+    dns.resolver.NoNameservers,
+    dns.resolver.NoResolverConfiguration,
+    dns.exception.Timeout,
+)
+
+
 def resolve_txt(name: str, timeout: float) -> tuple[bytes | None, float]:
     """Ask the system's resolver (dnspython), as dkimpy's own ``get_txt`` does, but keep
     the TTL.  The first TXT record counts, its strings joined (RFC 6376 3.6.2.2)."""
@@ -117,9 +127,9 @@ def resolve_txt(name: str, timeout: float) -> tuple[bytes | None, float]:
         answer = dns.resolver.resolve(
             name, dns.rdatatype.TXT, raise_on_no_answer=False, lifetime=timeout, search=False
         )
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers):
+    except dns.resolver.NXDOMAIN:
         return None, NEGATIVE_TTL
-    except (dns.resolver.NoResolverConfiguration, dns.exception.Timeout) as exc:
+    except TEMPORARY_FAILURES as exc:
         raise dkim.DnsTimeoutError(f"{type(exc).__name__}: {exc}") from exc
     return first_txt(answer)
 

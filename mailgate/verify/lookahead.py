@@ -40,14 +40,19 @@ from dataclasses import dataclass, field
 import dkim
 import dkim.util
 import dns.asyncresolver
-import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
 from mailgate.config.checks import nameserver_address
 from mailgate.verify.authn import org_domain
-from mailgate.verify.dnscache import NEGATIVE_TTL, Entry, TxtCache, first_txt
+from mailgate.verify.dnscache import (
+    NEGATIVE_TTL,
+    TEMPORARY_FAILURES,
+    Entry,
+    TxtCache,
+    first_txt,
+)
 
 MAX_NAMES = 8  # per message: From domains and aligned signatures
 LOOKUP_SECONDS = 5.0  # one look-up's own lifetime, past the batch's budget
@@ -222,12 +227,7 @@ def resolver(nameservers: tuple[str, ...]) -> AsyncResolve:
             )
         except dns.resolver.NXDOMAIN:
             return None, NEGATIVE_TTL
-        except (
-            dns.resolver.NoNameservers,
-            dns.resolver.NoResolverConfiguration,
-            dns.exception.Timeout,
-        ) as exc:
-            # SERVFAIL everywhere, no resolver, no answer in time: temperror, not "none".
+        except TEMPORARY_FAILURES as exc:
             raise dkim.DnsTimeoutError(f"{type(exc).__name__}: {exc}") from exc
         return first_txt(answer)
 

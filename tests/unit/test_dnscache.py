@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import dkim
+import dns.resolver
 import pytest
 
 from mailgate.verify import dnscache
@@ -106,3 +107,25 @@ def test_workers_keep_one_cache_for_their_life() -> None:
     """The facts pool pickles the dns function with every job: the cached look-up must
     travel by reference (its module's cache), not as a copy of a cache."""
     assert pickle.loads(pickle.dumps(dnscache.cached_txt)) is dnscache.cached_txt
+
+
+def test_servfail_from_every_server_is_a_temperror_not_no_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The synchronous resolver follows the look-ahead's rule: a failed look-up must not
+    read as "no DMARC record" (which would let the message through as policy none)."""
+
+    def servfail(*_args: object, **_kwargs: object) -> object:
+        raise dns.resolver.NoNameservers()
+
+    monkeypatch.setattr(dns.resolver, "resolve", servfail)
+    with pytest.raises(dkim.DnsTimeoutError):
+        dnscache.resolve_txt(DMARC, 1.0)
+
+
+def test_no_such_name_is_no_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    def nxdomain(*_args: object, **_kwargs: object) -> object:
+        raise dns.resolver.NXDOMAIN()
+
+    monkeypatch.setattr(dns.resolver, "resolve", nxdomain)
+    assert dnscache.resolve_txt(DMARC, 1.0) == (None, NEGATIVE_TTL)
